@@ -71,19 +71,26 @@ fn durations_and_sizes() {
 
 #[test]
 fn admission_curve_shrinks_with_free_space() {
-    let mut t = table(1 << 20);
+    let mut p = policy();
+    p.admission_factor = 0.5;
+    let mut t = Table::new(0, vec![Region::new(p, 1 << 20)]);
     let mut fill = counter_fill();
     let mut z = |_: u16, _: Extent| {};
     let s = secret();
-    // Half the space for the whole max duration fits; then the other half no longer does for
-    // the full duration, but does for a shorter one... until space runs out.
-    t.allocate(req(Durability::Hard, 1 << 19, 3600), &s, 0, &mut fill, &mut z).expect("half");
+    // K = 0.5 × free × max_duration: half the space for the full lease is exactly on the curve.
+    t.allocate(req(Durability::Hard, 1 << 19, 3600), &s, 0, &mut fill, &mut z).expect("on the curve");
+    // Now free is halved, so the same request is over the curve although it would fit.
     assert_eq!(
-        t.allocate(req(Durability::Hard, (1 << 19) + 4096, 3600), &s, 0, &mut fill, &mut z).err(),
+        t.allocate(req(Durability::Hard, 1 << 19, 3600), &s, 0, &mut fill, &mut z).err(),
         Some(AllocError::Policy)
     );
+    // A smaller or shorter request is still under it.
     t.allocate(req(Durability::Hard, 1 << 18, 3600), &s, 0, &mut fill, &mut z).expect("quarter");
-    t.allocate(req(Durability::Hard, 1 << 17, 100), &s, 0, &mut fill, &mut z).expect("short lease");
+    t.allocate(req(Durability::Hard, 1 << 18, 100), &s, 0, &mut fill, &mut z).expect("short lease");
+    assert_eq!(
+        t.allocate(req(Durability::Hard, 4096, 100), &s, 0, &mut fill, &mut z).err(),
+        Some(AllocError::NoSpace)
+    );
 }
 
 #[test]
