@@ -326,7 +326,7 @@ impl Drop for Enter {
 
 fn validate(cfg: &RuntimeConfig) -> io::Result<()> {
     let invalid = |msg: String| Err(io::Error::new(io::ErrorKind::InvalidInput, msg));
-    if cfg.buffer_size == 0 || cfg.buffer_size % 4096 != 0 {
+    if cfg.buffer_size == 0 || !cfg.buffer_size.is_multiple_of(4096) {
         return invalid(format!(
             "buffer_size {} is not a positive multiple of 4096",
             cfg.buffer_size

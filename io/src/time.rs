@@ -182,3 +182,32 @@ impl<F: Future> Future for Timeout<F> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Runtime, RuntimeConfig};
+
+    #[test]
+    fn sleep_and_timeout_fire() {
+        let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
+        rt.block_on(async {
+            let start = Instant::now();
+            sleep(Duration::from_millis(20)).await;
+            assert!(start.elapsed() >= Duration::from_millis(20));
+
+            let start = Instant::now();
+            let never = std::future::pending::<()>();
+            assert_eq!(timeout(Duration::from_millis(15), never).await, Err(Elapsed));
+            let waited = start.elapsed();
+            assert!(waited >= Duration::from_millis(15) && waited < Duration::from_secs(1));
+
+            assert_eq!(timeout(Duration::from_secs(5), async { 7 }).await, Ok(7));
+            // A cancelled long timer must not keep the loop from parking on the next one.
+            drop(sleep(Duration::from_secs(3600)));
+            let start = Instant::now();
+            sleep(Duration::from_millis(5)).await;
+            assert!(start.elapsed() < Duration::from_secs(1));
+        });
+    }
+}
