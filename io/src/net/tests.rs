@@ -170,3 +170,42 @@ fn hand_off_to_another_runtime() {
     handle.join().expect("other core");
     rt.block_on(async { crate::time::sleep(Duration::from_millis(50)).await });
 }
+
+/// Throughput check, not run by default: `cargo test --release -p ibp-io -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn loopback_throughput() {
+    let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    let total: usize = 4 << 30;
+    let secs = rt.block_on(async move {
+        let listener = TcpListener::bind(loopback(), false).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let sink = spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            let mut got = 0;
+            loop {
+                let (n, _buf) = stream.read(acquire().await).await;
+                match n.expect("read") {
+                    0 => break,
+                    n => got += n,
+                }
+            }
+            assert_eq!(got, total);
+        });
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let start = std::time::Instant::now();
+        let mut sent = 0;
+        while sent < total {
+            let mut buf = acquire().await;
+            let cap = buf.capacity();
+            buf.set_len(cap);
+            let (res, _) = client.write_all(buf, 0..cap).await;
+            res.expect("write");
+            sent += cap;
+        }
+        client.shutdown(Shutdown::Write).expect("shutdown");
+        sink.await;
+        start.elapsed().as_secs_f64()
+    });
+    println!("ibp-io loopback, one stream, one core: {:.2} GB/s", total as f64 / secs / 1e9);
+}
