@@ -9,7 +9,7 @@
 //! ```no_run
 //! let rt = ibp_io::Runtime::new(ibp_io::RuntimeConfig::default()).expect("io_uring");
 //! rt.block_on(async {
-//!     let listener = ibp_io::net::TcpListener::bind("127.0.0.1:0".parse().unwrap(), false)?;
+//!     let listener = ibp_io::net::TcpListener::bind("127.0.0.1:0".parse().expect("addr"), false)?;
 //!     let (stream, _peer) = listener.accept().await?;
 //!     let buf = ibp_io::buf::acquire().await;
 //!     let (n, buf) = stream.read(buf).await;
@@ -32,6 +32,19 @@
 //! * [`cores`]: pinned worker threads.
 //! * [`probe`]: start-up checks (io_uring, O_DIRECT, memlock, free space).
 //! * `slab`, `fd`: small internals (key table, fd shared with in-flight ops).
+//!
+//! # Choices and limits
+//! * A panicking task is not caught: the panic unwinds through `Runtime::block_on` with the
+//!   standard panic message (loud, never silent). Run each core's loop under its own thread so
+//!   the depot can log and exit.
+//! * `DmaFile::read_at`/`write_at` complete fully (they loop over short transfers); a read
+//!   returns fewer bytes than asked only at end of file.
+//! * Sends use SEND with MSG_NOSIGNAL (no SIGPIPE); SEND_ZC is probed but not used yet (it
+//!   always copies on loopback). Receives use READ_FIXED on registered buffers, else RECV.
+//! * Timers live in the loop (a deadline map), not in IORING_OP_TIMEOUT SQEs.
+//! * Dropping a `Runtime` cancels every in-flight operation and waits (at most 5 s) for the
+//!   kernel to let go of their buffers; if it does not, the ring and pool are leaked rather
+//!   than freed under the kernel.
 
 pub mod buf;
 pub mod channel;
