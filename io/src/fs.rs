@@ -335,4 +335,42 @@ mod tests {
             assert!(err.to_string().contains("huge"), "{err}");
         });
     }
+
+    /// Throughput check, not run by default: `cargo test --release -p ibp-io -- --ignored`.
+    #[test]
+    #[ignore]
+    fn o_direct_throughput() {
+        let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
+        let dir = TempDir::new("fs-speed");
+        let total: usize = 1 << 30;
+        let secs = rt.block_on(async {
+            let mode = OpenMode { create: true, size_bytes: Some(total as u64) };
+            let file = std::rc::Rc::new(DmaFile::open(dir.path().join("d"), mode).expect("open"));
+            let start = std::time::Instant::now();
+            let depth = 16;
+            let handles: Vec<_> = (0..depth)
+                .map(|lane| {
+                    let file = file.clone();
+                    crate::spawn(async move {
+                        let mut buf = acquire().await;
+                        let cap = buf.capacity();
+                        buf.set_len(cap);
+                        let mut offset = lane * cap;
+                        while offset < total {
+                            let (res, back) = file.write_at(buf, offset as u64, 0..cap).await;
+                            res.expect("write");
+                            buf = back;
+                            offset += depth * cap;
+                        }
+                    })
+                })
+                .collect();
+            for h in handles {
+                h.await;
+            }
+            file.fdatasync().await.expect("sync");
+            start.elapsed().as_secs_f64()
+        });
+        println!("ibp-io O_DIRECT write, qd16 x 256 KiB: {:.2} GB/s", total as f64 / secs / 1e9);
+    }
 }
