@@ -65,6 +65,11 @@ impl ExtentAllocator {
         self.free.values().copied().max().unwrap_or(0)
     }
 
+    /// The free runs, in address order (recovery zeroes them).
+    pub fn free_runs(&self) -> impl Iterator<Item = Extent> + '_ {
+        self.free.iter().map(|(&start, &len)| Extent { start, len })
+    }
+
     /// First fit: the lowest-addressed run that holds `len` blocks.
     pub fn allocate(&mut self, len: u64) -> Option<Extent> {
         if len == 0 {

@@ -2,5 +2,9 @@
 //!
 //! # Layout
 //! * `record` — the record types and their framing (pure, replayable).
+//! * `writer` — the journal file: O_DIRECT appends, group commit, recovery, compaction.
 
 pub mod record;
+pub mod writer;
+
+pub use writer::{journal_path, Journal, RecoveryReport};
