@@ -71,3 +71,49 @@ fn parse_reply_corpus() {
     }
     println!("fuzz_corpus parse_reply: {} seeds replayed", files.len());
 }
+
+/// A small deterministic mutation pass over every seed (flip, insert, delete, splice tokens),
+/// so stable CI explores a little beyond the seeds. Bounded: `MUTATIONS` per seed.
+#[test]
+fn mutated_corpus() {
+    const MUTATIONS: usize = 2000;
+    const SEED: u64 = 0x1b9_2024;
+    let mut rng = SEED;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let interesting: [&[u8]; 8] =
+        [b" ", b"\n", b"-1", b"99999999999999999999", b"#", b"/", b"\0", b"ibp://h:1/0#k/1/READ"];
+    let mut runs = 0usize;
+    for (target, run) in [
+        ("parse_request", fuzz::parse_request as fn(&[u8])),
+        ("parse_capability", fuzz::parse_capability),
+        ("parse_reply", fuzz::parse_reply),
+    ] {
+        for (_, seed) in corpus(target) {
+            for _ in 0..MUTATIONS {
+                let mut data = seed.clone();
+                for _ in 0..1 + next() % 4 {
+                    let at = if data.is_empty() { 0 } else { (next() as usize) % data.len() };
+                    match next() % 4 {
+                        0 if !data.is_empty() => data[at] ^= 1 << (next() % 8),
+                        1 if !data.is_empty() => {
+                            data.remove(at);
+                        }
+                        2 => {
+                            let piece = interesting[(next() as usize) % interesting.len()];
+                            data.splice(at..at, piece.iter().copied());
+                        }
+                        _ => data.insert(at, b"0123456789 "[(next() as usize) % 11]),
+                    }
+                }
+                run(&data);
+                runs += 1;
+            }
+        }
+    }
+    println!("fuzz_corpus mutated: {runs} inputs, seed {SEED:#x}");
+}
