@@ -137,11 +137,14 @@ impl Config {
             {
                 first_disk.path = Some(dir.clone());
             } else {
-                f.resource.insert(0, ResourceSection { path: Some(dir.clone()), ..Default::default() });
+                f.resource
+                    .insert(0, ResourceSection { path: Some(dir.clone()), ..Default::default() });
             }
         }
         if f.resource.is_empty() {
-            return Err("no resource configured: give --data DIR or a [[resource]] in --config".into());
+            return Err(
+                "no resource configured: give --data DIR or a [[resource]] in --config".into()
+            );
         }
         let listen_text = flags
             .listen
@@ -176,8 +179,8 @@ impl Config {
                 })
                 .ok_or("a RAM-only depot needs [depot] meta_dir for its secret and journals")?,
         };
-        let buffer_bytes = opt_size(&f.depot.buffer_size, "depot.buffer_size")?
-            .unwrap_or(DEFAULT_BUFFER_BYTES);
+        let buffer_bytes =
+            opt_size(&f.depot.buffer_size, "depot.buffer_size")?.unwrap_or(DEFAULT_BUFFER_BYTES);
         let max_cb = resources.iter().map(|r| r.checksum_block_bytes).max().unwrap_or(BLOCK_BYTES);
         if buffer_bytes % max_cb != 0 || buffer_bytes == 0 {
             return Err(format!(
@@ -219,7 +222,11 @@ fn opt_size(v: &Option<String>, field: &str) -> Result<Option<u64>, String> {
 fn resolve_resource(i: usize, r: &ResourceSection, cores: usize) -> Result<ResourceConfig, String> {
     let field = |name: &str| format!("resource[{i}].{name}");
     let kind = match r.kind.as_deref().unwrap_or("disk") {
-        "disk" => ResourceKind::Disk(r.path.clone().ok_or_else(|| format!("{} is required for a disk resource", field("path")))?),
+        "disk" => ResourceKind::Disk(
+            r.path
+                .clone()
+                .ok_or_else(|| format!("{} is required for a disk resource", field("path")))?,
+        ),
         "ram" => ResourceKind::Ram,
         other => return Err(format!("{} = {other:?}: use \"disk\" or \"ram\"", field("kind"))),
     };
@@ -232,11 +239,16 @@ fn resolve_resource(i: usize, r: &ResourceSection, cores: usize) -> Result<Resou
                 })?;
                 DEFAULT_DISK_CAPACITY_BYTES.min(free / 2)
             }
-            ResourceKind::Ram => return Err(format!("{} is required for a RAM resource", field("capacity"))),
+            ResourceKind::Ram => {
+                return Err(format!("{} is required for a RAM resource", field("capacity")))
+            }
         },
     };
     if capacity_bytes / (cores as u64) < BLOCK_BYTES {
-        return Err(format!("{} = {capacity_bytes} is too small for {cores} shards", field("capacity")));
+        return Err(format!(
+            "{} = {capacity_bytes} is too small for {cores} shards",
+            field("capacity")
+        ));
     }
     let checksum_block_bytes = opt_size(&r.checksum_block, &field("checksum_block"))?
         .unwrap_or(DEFAULT_CHECKSUM_BLOCK_BYTES);
@@ -303,7 +315,8 @@ mod tests {
             capacity = "256MiB"
         "#;
         let f: FileConfig = toml::from_str(text).expect("parses");
-        let flags = Overrides { listen: Some("127.0.0.1:0".into()), cores: Some(2), ..Default::default() };
+        let flags =
+            Overrides { listen: Some("127.0.0.1:0".into()), cores: Some(2), ..Default::default() };
         let c = Config::resolve(f, &flags).expect("valid");
         assert_eq!(c.listen.port(), 0);
         assert_eq!(c.cores, 2);
@@ -316,7 +329,8 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let f: FileConfig =
-            toml::from_str("[[resource]]\nkind = \"ram\"\ncapacity = \"12 furlongs\"").expect("toml");
+            toml::from_str("[[resource]]\nkind = \"ram\"\ncapacity = \"12 furlongs\"")
+                .expect("toml");
         let e = Config::resolve(f, &Overrides::default()).expect_err("bad unit");
         assert!(e.contains("resource[0].capacity"), "{e}");
         assert!(toml::from_str::<FileConfig>("[depot]\nlisten_typo = 1").is_err());

@@ -106,7 +106,9 @@ impl Conn {
             let had_partial = !self.buffered().is_empty();
             match ibp_io::time::timeout_at(deadline, self.fill()).await {
                 Err(_) => return Err(LineError::Idle),
-                Ok(Ok(0)) if had_partial => return Err(LineError::Io(io::ErrorKind::UnexpectedEof.into())),
+                Ok(Ok(0)) if had_partial => {
+                    return Err(LineError::Io(io::ErrorKind::UnexpectedEof.into()))
+                }
                 Ok(Ok(0)) => return Err(LineError::Closed),
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => return Err(LineError::Io(e)),
@@ -152,7 +154,12 @@ impl Conn {
     }
 
     /// Sends `buf[range]`, waiting at most `limit` for it to drain.
-    pub async fn send_buf<B: IoBuf>(&self, buf: B, range: std::ops::Range<usize>, limit: Duration) -> io::Result<B> {
+    pub async fn send_buf<B: IoBuf>(
+        &self,
+        buf: B,
+        range: std::ops::Range<usize>,
+        limit: Duration,
+    ) -> io::Result<B> {
         match timeout(limit, self.stream.write_all(buf, range)).await {
             Err(_) => Err(io::ErrorKind::TimedOut.into()),
             Ok((r, b)) => r.map(|()| b),

@@ -29,7 +29,7 @@ pub struct Chunk {
 
 /// Cuts `[off, end)` into chunks of at most `buf_bytes` (a multiple of `cb`).
 pub fn chunks(off: u64, end: u64, cb: u64, buf_bytes: u64, extent_bytes: u64) -> Vec<Chunk> {
-    debug_assert!(buf_bytes % cb == 0 && buf_bytes >= cb);
+    debug_assert!(buf_bytes.is_multiple_of(cb) && buf_bytes >= cb);
     let mut out = Vec::new();
     if end <= off {
         return out;

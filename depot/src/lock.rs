@@ -35,9 +35,10 @@ pub struct BlockGuard {
 
 impl AllocRt {
     fn conflicts(&self, range: &Range<u64>, exclusive: bool) -> bool {
-        self.held.borrow().iter().any(|(r, ex)| {
-            (exclusive || *ex) && r.start < range.end && range.start < r.end
-        })
+        self.held
+            .borrow()
+            .iter()
+            .any(|(r, ex)| (exclusive || *ex) && r.start < range.end && range.start < r.end)
     }
 
     /// Whether anything holds any block (the allocation must not be freed meanwhile).

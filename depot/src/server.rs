@@ -29,7 +29,7 @@ use crate::cmd::{self, Ctx, Next};
 use crate::config::{Config, ResourceKind};
 use crate::conn::{Conn, LineError};
 use crate::keys::{self, DepotSecret};
-use crate::shard::Shard;
+use crate::shard::{Shard, Shared};
 use crate::stats::ShardStats;
 
 /// A connection moving to the core that owns the allocation it asked for.
@@ -57,15 +57,19 @@ pub fn preflight(cfg: &Config) -> Result<(), String> {
         .map_err(|e| format!("cannot create meta_dir {}: {e}", cfg.meta_dir.display()))?;
     for (i, r) in cfg.resources.iter().enumerate() {
         if let ResourceKind::Disk(dir) = &r.kind {
-            std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
             ibp_io::probe::probe_o_direct(dir)?;
             let need = (0..cfg.cores)
                 .map(|s| {
-                    let have = std::fs::metadata(crate::store::region_path(dir, s)).map(|m| m.len()).unwrap_or(0);
+                    let have = std::fs::metadata(crate::store::region_path(dir, s))
+                        .map(|m| m.len())
+                        .unwrap_or(0);
                     cfg.region_bytes(i).saturating_sub(have)
                 })
                 .sum::<u64>();
-            let free = ibp_io::probe::free_space(dir).map_err(|e| format!("statvfs {}: {e}", dir.display()))?;
+            let free = ibp_io::probe::free_space(dir)
+                .map_err(|e| format!("statvfs {}: {e}", dir.display()))?;
             if need > free {
                 return Err(format!(
                     "resource {}: {} needs {need} more bytes for its data files but only {free} are free; \
@@ -100,7 +104,9 @@ pub fn load_secret(meta_dir: &Path) -> Result<DepotSecret, String> {
                 .mode(0o600)
                 .open(&path)
                 .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-            f.write_all(&s).and_then(|()| f.sync_all()).map_err(|e| format!("writing {}: {e}", path.display()))?;
+            f.write_all(&s)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| format!("writing {}: {e}", path.display()))?;
             Ok(DepotSecret(s))
         }
         Err(e) => Err(format!("cannot read {}: {e}", path.display())),
@@ -129,7 +135,10 @@ fn try_bind(listen: SocketAddr, cores: usize) -> Result<(u16, Vec<CoreSockets>),
     }
     let mut bases = vec![first];
     for _ in 1..cores {
-        bases.push(TcpListener::bind(SocketAddr::new(listen.ip(), port), true).map_err(|e| e.to_string())?);
+        bases.push(
+            TcpListener::bind(SocketAddr::new(listen.ip(), port), true)
+                .map_err(|e| e.to_string())?,
+        );
     }
     let mut out = Vec::with_capacity(cores);
     for (i, base) in bases.into_iter().enumerate() {
@@ -160,20 +169,17 @@ pub fn run(cfg: Config) -> Result<(), String> {
         receivers.push(Some(rx));
     }
     let peers = Arc::new(senders);
+    let shared = Shared { cfg: cfg.clone(), secret, all_stats, ports, max_durations };
     let (ready_tx, ready_rx) = mpsc::channel::<Result<String, String>>();
     let t0 = Instant::now();
     let mut threads = Vec::new();
     for (i, (socks, rx)) in sockets.into_iter().zip(receivers).enumerate() {
         let ctx = CoreStart {
             idx: i as u16,
-            cfg: cfg.clone(),
-            secret: secret.clone(),
+            shared: shared.clone(),
             socks,
             handoffs: rx.expect("one receiver per core"),
             peers: peers.clone(),
-            all_stats: all_stats.clone(),
-            ports: ports.clone(),
-            max_durations: max_durations.clone(),
             ready: ready_tx.clone(),
         };
         let handle = std::thread::Builder::new()
@@ -190,7 +196,11 @@ pub fn run(cfg: Config) -> Result<(), String> {
             Err(_) => return Err("a shard thread died during start-up".into()),
         }
     }
-    tracing::info!(shards = cfg.cores, recovery_ms = t0.elapsed().as_millis() as u64, "recovery complete");
+    tracing::info!(
+        shards = cfg.cores,
+        recovery_ms = t0.elapsed().as_millis() as u64,
+        "recovery complete"
+    );
     println!("listening on {}", SocketAddr::new(cfg.listen.ip(), port));
     use std::io::Write as _;
     let _ = std::io::stdout().flush();
@@ -204,14 +214,10 @@ pub fn run(cfg: Config) -> Result<(), String> {
 
 struct CoreStart {
     idx: u16,
-    cfg: Arc<Config>,
-    secret: DepotSecret,
+    shared: Shared,
     socks: CoreSockets,
     handoffs: Receiver<Handoff>,
     peers: Arc<Vec<Sender<Handoff>>>,
-    all_stats: Arc<Vec<Arc<ShardStats>>>,
-    ports: Arc<Vec<u16>>,
-    max_durations: Arc<Vec<AtomicI64>>,
     ready: mpsc::Sender<Result<String, String>>,
 }
 
@@ -222,8 +228,8 @@ fn core_main(c: CoreStart) {
     }
     let rt_cfg = RuntimeConfig {
         ring_entries: 512,
-        buffer_size: c.cfg.buffer_bytes as usize,
-        buffer_count: c.cfg.buffers_per_core,
+        buffer_size: c.shared.cfg.buffer_bytes as usize,
+        buffer_count: c.shared.cfg.buffers_per_core,
         register_buffers: true,
     };
     let rt = match Runtime::new(rt_cfg) {
@@ -237,16 +243,7 @@ fn core_main(c: CoreStart) {
 }
 
 async fn serve_core(c: CoreStart) {
-    let opened = Shard::open(
-        c.idx,
-        c.cfg.clone(),
-        c.secret.clone(),
-        Rc::new(SystemClock),
-        Box::new(OsEntropy),
-        c.all_stats.clone(),
-        c.ports.clone(),
-        c.max_durations.clone(),
-    );
+    let opened = Shard::open(c.idx, &c.shared, Rc::new(SystemClock), Box::new(OsEntropy));
     let (shard, report) = match opened {
         Ok(x) => x,
         Err(e) => {
@@ -290,7 +287,12 @@ async fn accept_loop(shard: Rc<Shard>, listener: TcpListener, peers: Arc<Vec<Sen
     }
 }
 
-fn start_conn(shard: &Rc<Shard>, stream: TcpStream, buffered: Vec<u8>, peers: Arc<Vec<Sender<Handoff>>>) {
+fn start_conn(
+    shard: &Rc<Shard>,
+    stream: TcpStream,
+    buffered: Vec<u8>,
+    peers: Arc<Vec<Sender<Handoff>>>,
+) {
     let conn = match Conn::new(stream, buffered) {
         Ok(c) => c,
         Err(_) => return,
@@ -353,7 +355,8 @@ async fn serve(shard: Rc<Shard>, mut conn: Conn, peers: Arc<Vec<Sender<Handoff>>
                 _ => {
                     // Not one of our keys at all.
                     shard.stats.record(req.name(), false, t0.elapsed());
-                    let next = if cmd::carries_payload(&req) { Next::Close } else { Next::Continue };
+                    let next =
+                        if cmd::carries_payload(&req) { Next::Close } else { Next::Continue };
                     let (next, _) = cmd::reply_error(&conn, ErrorCode::CapNotFound, next).await;
                     match next {
                         Next::Continue => continue,

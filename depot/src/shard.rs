@@ -31,6 +31,19 @@ const REAP_BATCH: usize = 256;
 /// How often the reaper looks for expired leases.
 const REAP_INTERVAL: Duration = Duration::from_secs(1);
 
+/// What every shard of a depot shares (read-only, or atomics).
+#[derive(Clone)]
+pub struct Shared {
+    pub cfg: Arc<Config>,
+    pub secret: DepotSecret,
+    /// Every shard's published figures (for STATUS from any core).
+    pub all_stats: Arc<Vec<Arc<ShardStats>>>,
+    /// Each shard's own port (index = shard).
+    pub ports: Arc<Vec<u16>>,
+    /// Maximum duration per resource, shared so ST_CHANGE applies depot-wide.
+    pub max_durations: Arc<Vec<std::sync::atomic::AtomicI64>>,
+}
+
 /// A shard.
 pub struct Shard {
     pub idx: u16,
@@ -69,14 +82,11 @@ impl Shard {
     /// Opens (or creates) the shard's stores and journal and replays it.
     pub fn open(
         idx: u16,
-        cfg: Arc<Config>,
-        secret: DepotSecret,
+        shared: &Shared,
         clock: Rc<dyn Clock>,
         entropy: Box<dyn Entropy>,
-        all_stats: Arc<Vec<Arc<ShardStats>>>,
-        ports: Arc<Vec<u16>>,
-        shared_max_duration: Arc<Vec<std::sync::atomic::AtomicI64>>,
     ) -> io::Result<(Shard, OpenReport)> {
+        let cfg = shared.cfg.clone();
         let t0 = Instant::now();
         let mut regions = Vec::new();
         let mut stores = Vec::new();
@@ -90,18 +100,21 @@ impl Shard {
             };
             regions.push(Region::new(policy, bytes));
             stores.push(match &r.kind {
-                ResourceKind::Disk(dir) => Store::open_disk(&region_path(dir, idx as usize), bytes)?,
+                ResourceKind::Disk(dir) => {
+                    Store::open_disk(&region_path(dir, idx as usize), bytes)?
+                }
                 ResourceKind::Ram => Store::open_ram(bytes)?,
             });
         }
         let mut table = Table::new(idx, regions);
-        let (journal, jreport) =
-            Journal::recover(&cfg.meta_dir, idx, cfg.cores as u16, |rec| table.replay(rec).map_err(str::to_string))?;
-        let stats = all_stats[idx as usize].clone();
+        let (journal, jreport) = Journal::recover(&cfg.meta_dir, idx, cfg.cores as u16, |rec| {
+            table.replay(rec).map_err(str::to_string)
+        })?;
+        let stats = shared.all_stats[idx as usize].clone();
         let shard = Shard {
             idx,
             cfg,
-            secret,
+            secret: shared.secret.clone(),
             table: RefCell::new(table),
             stores,
             journal,
@@ -109,10 +122,10 @@ impl Shard {
             clock,
             entropy: RefCell::new(entropy),
             stats,
-            all_stats,
+            all_stats: shared.all_stats.clone(),
             started: Instant::now(),
-            ports,
-            shared_max_duration,
+            ports: shared.ports.clone(),
+            shared_max_duration: shared.max_durations.clone(),
         };
         let (reaped, dropped_ram) = shard.recover_space()?;
         shard.publish();
@@ -156,7 +169,8 @@ impl Shard {
         }
         for a in t.iter() {
             if matches!(self.cfg.resources[a.resource as usize].kind, ResourceKind::Disk(_)) {
-                self.stores[a.resource as usize].zero(a.base_offset() + a.size, a.extent_bytes() - a.size)?;
+                self.stores[a.resource as usize]
+                    .zero(a.base_offset() + a.size, a.extent_bytes() - a.size)?;
             }
         }
         drop(t);

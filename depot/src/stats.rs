@@ -35,7 +35,8 @@ impl CommandStats {
         CommandStats {
             count: 0,
             errors: 0,
-            latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds"),
+            latency_us: Histogram::new_with_bounds(1, 3_600_000_000, 2)
+                .expect("valid histogram bounds"),
         }
     }
 }

@@ -70,7 +70,8 @@ impl Store {
 
     /// A RAM region of `len` bytes (zeroed anonymous memory).
     pub fn open_ram(len: u64) -> io::Result<Store> {
-        let len_usize = usize::try_from(len).map_err(|_| io::Error::other("RAM region too large"))?;
+        let len_usize =
+            usize::try_from(len).map_err(|_| io::Error::other("RAM region too large"))?;
         let map = memmap2::MmapOptions::new().len(len_usize).map_anon()?;
         Ok(Store::with(Backend::Ram(RefCell::new(map)), len))
     }
@@ -119,7 +120,10 @@ impl Store {
                     if n == len {
                         Ok(())
                     } else {
-                        Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short read inside region"))
+                        Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "short read inside region",
+                        ))
                     }
                 });
                 (r, b)
@@ -146,9 +150,19 @@ impl Store {
     }
 
     /// Writes `buf[range]` at `off`. Refused once the store has latched; a failure latches it.
-    pub async fn write<B: IoBuf>(&self, buf: B, off: u64, range: std::ops::Range<usize>) -> (io::Result<()>, B) {
+    pub async fn write<B: IoBuf>(
+        &self,
+        buf: B,
+        off: u64,
+        range: std::ops::Range<usize>,
+    ) -> (io::Result<()>, B) {
         if let Some(why) = self.latched() {
-            return (Err(io::Error::other(format!("store refuses writes after an earlier failure: {why}"))), buf);
+            return (
+                Err(io::Error::other(format!(
+                    "store refuses writes after an earlier failure: {why}"
+                ))),
+                buf,
+            );
         }
         let (r, b) = match &self.backend {
             Backend::Disk(f) => {
@@ -161,7 +175,9 @@ impl Store {
                         return Err(io::Error::other("write range past the buffer"));
                     }
                     // SAFETY: range lies inside the initialised bytes of buf.
-                    let src = unsafe { std::slice::from_raw_parts(buf.stable_ptr().add(range.start), range.len()) };
+                    let src = unsafe {
+                        std::slice::from_raw_parts(buf.stable_ptr().add(range.start), range.len())
+                    };
                     map.borrow_mut()[dst].copy_from_slice(src);
                     Ok(())
                 });
@@ -214,7 +230,8 @@ impl Store {
         }
         match &self.backend {
             Backend::Disk(f) => {
-                let (Ok(o), Ok(l)) = (libc::off_t::try_from(off), libc::off_t::try_from(len)) else {
+                let (Ok(o), Ok(l)) = (libc::off_t::try_from(off), libc::off_t::try_from(len))
+                else {
                     return Err(io::Error::other("zero range out of bounds"));
                 };
                 let mode = libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE;

@@ -39,7 +39,8 @@ pub async fn run(ctx: &mut Ctx<'_>, req: Allocate) -> (Next, bool) {
     if req.size <= 0 {
         return reply_error(ctx.conn, ErrorCode::InvalidParameter, Next::Continue).await;
     }
-    let areq = AllocRequest { resource, durability, duration_s: req.duration_s, size: req.size as u64 };
+    let areq =
+        AllocRequest { resource, durability, duration_s: req.duration_s, size: req.size as u64 };
     let now = shard.clock.now_unix_s();
     shard.sync_policies();
     let granted = {
@@ -63,10 +64,17 @@ pub async fn run(ctx: &mut Ctx<'_>, req: Allocate) -> (Next, bool) {
         }
     };
     if !g.revoked.is_empty() {
-        tracing::info!(shard = shard.idx, revoked = g.revoked.len(), "soft allocations revoked for a hard one");
+        tracing::info!(
+            shard = shard.idx,
+            revoked = g.revoked.len(),
+            "soft allocations revoked for a hard one"
+        );
     }
     let sync = durability == Durability::Hard
-        && matches!(shard.cfg.resources[resource as usize].kind, crate::config::ResourceKind::Disk(_));
+        && matches!(
+            shard.cfg.resources[resource as usize].kind,
+            crate::config::ResourceKind::Disk(_)
+        );
     if let Err(e) = shard.commit(&g.records, sync).await {
         tracing::error!(shard = shard.idx, cause = %e, "allocation not made durable");
         return reply_error(ctx.conn, ErrorCode::FileWrite, Next::Close).await;

@@ -23,7 +23,13 @@ use crate::shard::Shard;
 
 type ReadResult = Rc<Cell<Option<Result<FixedBuf, String>>>>;
 
-pub async fn run(ctx: &mut Ctx<'_>, key: &KeyRef, offset: i64, len: i64, timeout_s: i64) -> (Next, bool) {
+pub async fn run(
+    ctx: &mut Ctx<'_>,
+    key: &KeyRef,
+    offset: i64,
+    len: i64,
+    timeout_s: i64,
+) -> (Next, bool) {
     let shard = ctx.shard.clone();
     let mut v = match lookup(&shard, KeyKind::Read, key) {
         Ok(v) => v,
@@ -40,7 +46,9 @@ pub async fn run(ctx: &mut Ctx<'_>, key: &KeyRef, offset: i64, len: i64, timeout
     if end > v.size {
         match server_sync_wait(&shard, key, end, Instant::now() + wait).await {
             Some(nv) => v = nv,
-            None => return reply_error(ctx.conn, ErrorCode::WouldExceedLimit, Next::Continue).await,
+            None => {
+                return reply_error(ctx.conn, ErrorCode::WouldExceedLimit, Next::Continue).await
+            }
         }
     }
     if len == 0 {
@@ -60,7 +68,11 @@ pub async fn run(ctx: &mut Ctx<'_>, key: &KeyRef, offset: i64, len: i64, timeout
             Some(Err(e)) => {
                 tracing::error!(shard = shard.idx, cause = %e, "load failed");
                 if i == 0 {
-                    let code = if e.starts_with("checksum") { ErrorCode::Chksum } else { ErrorCode::FileRead };
+                    let code = if e.starts_with("checksum") {
+                        ErrorCode::Chksum
+                    } else {
+                        ErrorCode::FileRead
+                    };
                     return reply_error(ctx.conn, code, Next::Continue).await;
                 }
                 return (Next::Drop, false);
@@ -77,7 +89,12 @@ pub async fn run(ctx: &mut Ctx<'_>, key: &KeyRef, offset: i64, len: i64, timeout
                 return (Next::Drop, false);
             }
         }
-        if ctx.conn.send_buf(buf, c.payload.clone(), wait.max(std::time::Duration::from_secs(30))).await.is_err() {
+        if ctx
+            .conn
+            .send_buf(buf, c.payload.clone(), wait.max(std::time::Duration::from_secs(30)))
+            .await
+            .is_err()
+        {
             return (Next::Drop, false);
         }
     }
@@ -86,7 +103,12 @@ pub async fn run(ctx: &mut Ctx<'_>, key: &KeyRef, offset: i64, len: i64, timeout
 
 /// Waits while a writer may still extend the allocation to `end`. Returns the fresh view when
 /// the range is there, `None` when it will not be (no writer left, or the deadline passed).
-async fn server_sync_wait(shard: &Rc<Shard>, key: &KeyRef, end: u64, deadline: Instant) -> Option<View> {
+async fn server_sync_wait(
+    shard: &Rc<Shard>,
+    key: &KeyRef,
+    end: u64,
+    deadline: Instant,
+) -> Option<View> {
     loop {
         let v = lookup(shard, KeyKind::Read, key).ok()?;
         if v.size >= end {
@@ -114,7 +136,8 @@ fn spawn_read(shard: Rc<Shard>, v: View, c: Chunk) -> (ibp_io::JoinHandle, ReadR
 
 async fn read_chunk(shard: &Shard, v: &View, c: &Chunk) -> Result<FixedBuf, String> {
     let buf = ibp_io::buf::acquire().await;
-    let (r, buf) = shard.stores[v.resource as usize].read(buf, v.base + c.alloc_off, c.disk_len).await;
+    let (r, buf) =
+        shard.stores[v.resource as usize].read(buf, v.base + c.alloc_off, c.disk_len).await;
     r.map_err(|e: io::Error| e.to_string())?;
     let got = chunk_crcs(buf.as_slice(), c, v.checksum_block);
     let t = shard.table.borrow();

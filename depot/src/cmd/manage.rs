@@ -39,20 +39,20 @@ pub async fn run(ctx: &mut Ctx<'_>, req: Manage) -> (Next, bool) {
 
 async fn probe(ctx: &mut Ctx<'_>, shard: &Shard, key: &KeyRef) -> (Next, bool) {
     let now = shard.clock.now_unix_s();
-    let p = {
+    let found = {
         let t = shard.table.borrow();
-        match t.find_any(&shard.secret, &key.key, now) {
-            Ok((a, _)) => ProbeReply {
-                read_refs: i64::from(a.read_refs),
-                write_refs: i64::from(a.write_refs),
-                size: a.size as i64,
-                max_size: a.max_size as i64,
-                seconds_left: a.seconds_left(now),
-                reliability: a.durability as i32,
-                atype: 1,
-            },
-            Err(_) => return reply_error(ctx.conn, ErrorCode::CapNotFound, Next::Continue).await,
-        }
+        t.find_any(&shard.secret, &key.key, now).map(|(a, _)| ProbeReply {
+            read_refs: i64::from(a.read_refs),
+            write_refs: i64::from(a.write_refs),
+            size: a.size as i64,
+            max_size: a.max_size as i64,
+            seconds_left: a.seconds_left(now),
+            reliability: a.durability as i32,
+            atype: 1,
+        })
+    };
+    let Ok(p) = found else {
+        return reply_error(ctx.conn, ErrorCode::CapNotFound, Next::Continue).await;
     };
     let mut out = Vec::with_capacity(64);
     reply::probe(&mut out, &p);
@@ -98,7 +98,13 @@ async fn refs(shard: &Shard, key: &KeyRef, captype: i32, delta: i32) -> Result<(
     apply(shard, v.id, m, v.sync).await
 }
 
-async fn change(shard: &Shard, key: &KeyRef, max_size: i64, duration_s: i64, reliability: i32) -> Result<(), ErrorCode> {
+async fn change(
+    shard: &Shard,
+    key: &KeyRef,
+    max_size: i64,
+    duration_s: i64,
+    reliability: i32,
+) -> Result<(), ErrorCode> {
     let v = lookup(shard, KeyKind::Manage, key)?;
     let mut m = meta_of(shard, v.id)?;
     if max_size <= 0 || (max_size as u64) < m.size {
@@ -136,7 +142,7 @@ async fn truncate(shard: &Shard, key: &KeyRef, max_size: i64) -> Result<(), Erro
         store.zero(v.base + new_max, m.size - new_max).map_err(|_| ErrorCode::FileWrite)?;
         m.size = new_max;
         m.crc_len = new_max.div_ceil(cb);
-        if new_max % cb != 0 {
+        if !new_max.is_multiple_of(cb) {
             let block = new_max / cb;
             let at = block * cb;
             let len = (cb.min(v.extent_bytes - at)) as usize;

@@ -61,12 +61,21 @@ pub async fn run(ctx: &mut Ctx<'_>, req: Status) -> (Next, bool) {
             reply::status_version(&mut out, &version_text(&shard));
             reply_ok(ctx.conn, out).await
         }
-        StatusOp::Stats { .. } => reply_error(ctx.conn, ErrorCode::InvalidCmd, Next::Continue).await,
-        StatusOp::Change { rid, password } => change(ctx, &shard, rid.as_deref(), &password.0).await,
+        StatusOp::Stats { .. } => {
+            reply_error(ctx.conn, ErrorCode::InvalidCmd, Next::Continue).await
+        }
+        StatusOp::Change { rid, password } => {
+            change(ctx, &shard, rid.as_deref(), &password.0).await
+        }
     }
 }
 
-async fn change(ctx: &mut Ctx<'_>, shard: &Shard, rid: Option<&str>, password: &str) -> (Next, bool) {
+async fn change(
+    ctx: &mut Ctx<'_>,
+    shard: &Shard,
+    rid: Option<&str>,
+    password: &str,
+) -> (Next, bool) {
     let Some(pw) = &shard.cfg.status_password else {
         return reply_error(ctx.conn, ErrorCode::InvalidCmd, Next::Close).await;
     };

@@ -32,7 +32,13 @@ const WRITES_IN_FLIGHT: usize = 2;
 
 type Pending = (ibp_io::JoinHandle, Rc<Cell<Option<io::Result<()>>>>);
 
-pub async fn run(ctx: &mut Ctx<'_>, key: &KeyRef, offset: Option<i64>, len: i64, timeout_s: i64) -> (Next, bool) {
+pub async fn run(
+    ctx: &mut Ctx<'_>,
+    key: &KeyRef,
+    offset: Option<i64>,
+    len: i64,
+    timeout_s: i64,
+) -> (Next, bool) {
     let shard = ctx.shard.clone();
     let v = match lookup(&shard, KeyKind::Write, key) {
         Ok(v) => v,
@@ -120,7 +126,8 @@ async fn receive_and_write(
     let mut inflight: VecDeque<Pending> = VecDeque::new();
     let mut result = Ok(());
     for c in plan {
-        if let Err(e) = receive_chunk(ctx, shard, v, &c, inactivity, &mut inflight, &mut crcs).await {
+        if let Err(e) = receive_chunk(ctx, shard, v, &c, inactivity, &mut inflight, &mut crcs).await
+        {
             result = Err(e);
             break;
         }
@@ -158,7 +165,13 @@ async fn receive_chunk(
     if inflight.len() >= WRITES_IN_FLIGHT {
         wait_write(inflight).await?;
     }
-    inflight.push_back(spawn_write(shard.clone(), v.resource, buf, v.base + c.alloc_off, c.disk_len));
+    inflight.push_back(spawn_write(
+        shard.clone(),
+        v.resource,
+        buf,
+        v.base + c.alloc_off,
+        c.disk_len,
+    ));
     Ok(())
 }
 
@@ -184,14 +197,22 @@ async fn wait_write(inflight: &mut VecDeque<Pending>) -> Result<(), Failure> {
 
 /// Fills the parts of the chunk's first and last block that the transfer does not cover:
 /// from disk where the allocation has data, zeros elsewhere.
-async fn prefill_edges(shard: &Shard, v: &View, c: &Chunk, mut buf: FixedBuf) -> io::Result<FixedBuf> {
+async fn prefill_edges(
+    shard: &Shard,
+    v: &View,
+    c: &Chunk,
+    mut buf: FixedBuf,
+) -> io::Result<FixedBuf> {
     let cb = v.checksum_block as usize;
     let mut edges = Vec::with_capacity(2);
-    if c.payload.start % cb != 0 {
+    if !c.payload.start.is_multiple_of(cb) {
         edges.push(c.payload.start / cb);
     }
     let last = c.blocks as usize - 1;
-    if c.payload.end < (last + 1) * cb && (last + 1) * cb > c.payload.start && !edges.contains(&last) {
+    if c.payload.end < (last + 1) * cb
+        && (last + 1) * cb > c.payload.start
+        && !edges.contains(&last)
+    {
         edges.push(last);
     }
     for i in edges {
@@ -201,7 +222,9 @@ async fn prefill_edges(shard: &Shard, v: &View, c: &Chunk, mut buf: FixedBuf) ->
         buf.as_full_mut()[start..(i + 1) * cb].fill(0);
         if block_off < v.size && disk_end > start {
             let slice = Slice::new(buf, start, disk_end - start);
-            let (r, s) = shard.stores[v.resource as usize].read(slice, v.base + block_off, disk_end - start).await;
+            let (r, s) = shard.stores[v.resource as usize]
+                .read(slice, v.base + block_off, disk_end - start)
+                .await;
             buf = s.buf;
             r?;
         }

@@ -84,23 +84,32 @@ impl Journal {
         let image = match std::fs::read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(io::Error::new(e.kind(), format!("reading {}: {e}", path.display()))),
+            Err(e) => {
+                return Err(io::Error::new(e.kind(), format!("reading {}: {e}", path.display())))
+            }
         };
         let s = scan(&image);
-        let mut report = RecoveryReport { records: s.records.len(), valid_bytes: s.valid_bytes as u64, torn: s.torn };
+        let mut report = RecoveryReport {
+            records: s.records.len(),
+            valid_bytes: s.valid_bytes as u64,
+            torn: s.torn,
+        };
         let mut records = s.records.into_iter();
         match records.next() {
             None => {}
-            Some(Record::Header { magic, shard: hs, shards: hn }) => {
-                if magic != JOURNAL_MAGIC || hs != shard || hn != shards {
-                    return Err(io::Error::other(format!(
-                        "{} was written by shard {hs} of {hn}, but this depot runs {shards} shards: \
-                         start it with the same --cores as before (capabilities name their shard)",
-                        path.display()
-                    )));
-                }
+            Some(Record::Header { magic, shard: hs, shards: hn })
+                if magic != JOURNAL_MAGIC || hs != shard || hn != shards =>
+            {
+                return Err(io::Error::other(format!(
+                    "{} was written by shard {hs} of {hn}, but this depot runs {shards} shards: \
+                     start it with the same --cores as before (capabilities name their shard)",
+                    path.display()
+                )));
             }
-            Some(_) => return Err(io::Error::other(format!("{}: missing header record", path.display()))),
+            Some(Record::Header { .. }) => {}
+            Some(_) => {
+                return Err(io::Error::other(format!("{}: missing header record", path.display())))
+            }
         }
         for rec in records {
             apply(rec).map_err(|e| io::Error::other(format!("{}: replay: {e}", path.display())))?;
@@ -266,14 +275,19 @@ impl Journal {
         self.finish(seq, true, result)
     }
 
-    async fn write_snapshot<F, Fut>(&self, snapshot: Vec<Record>, data_sync: F) -> Result<(), String>
+    async fn write_snapshot<F, Fut>(
+        &self,
+        snapshot: Vec<Record>,
+        data_sync: F,
+    ) -> Result<(), String>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<(), String>>,
     {
         data_sync().await?;
         let mut bytes = Vec::new();
-        Record::Header { magic: JOURNAL_MAGIC, shard: self.shard, shards: self.shards }.encode_framed(&mut bytes);
+        Record::Header { magic: JOURNAL_MAGIC, shard: self.shard, shards: self.shards }
+            .encode_framed(&mut bytes);
         for r in &snapshot {
             r.encode_framed(&mut bytes);
         }
@@ -281,7 +295,8 @@ impl Journal {
         let capacity = JOURNAL_MIN_BYTES.max(len * 4);
         let tmp = self.path.with_extension("journal.new");
         let _ = std::fs::remove_file(&tmp);
-        let err = |what: &str, e: io::Error| format!("journal compaction: {what} {}: {e}", tmp.display());
+        let err =
+            |what: &str, e: io::Error| format!("journal compaction: {what} {}: {e}", tmp.display());
         let file = DmaFile::open(&tmp, OpenMode { create: true, size_bytes: Some(capacity) })
             .map_err(|e| err("create", e))?;
         let mut buf = AlignedBuf::new(len as usize);
@@ -292,7 +307,9 @@ impl Journal {
         file.fdatasync().await.map_err(|e| err("sync", e))?;
         std::fs::rename(&tmp, &self.path).map_err(|e| err("rename", e))?;
         if let Some(dir) = self.path.parent() {
-            std::fs::File::open(dir).and_then(|d| d.sync_all()).map_err(|e| err("sync dir of", e))?;
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| err("sync dir of", e))?;
         }
         let tail_start = (bytes.len() as u64 / PAGE * PAGE) as usize;
         let mut st = self.st.borrow_mut();
@@ -301,7 +318,12 @@ impl Journal {
         st.capacity = capacity;
         drop(st);
         *self.file.borrow_mut() = Rc::new(file);
-        tracing::info!(shard = self.shard, bytes = bytes.len(), allocations = snapshot.len(), "journal compacted");
+        tracing::info!(
+            shard = self.shard,
+            bytes = bytes.len(),
+            allocations = snapshot.len(),
+            "journal compacted"
+        );
         Ok(())
     }
 
@@ -314,7 +336,8 @@ impl Journal {
 fn zero_range(file: &DmaFile, off: u64, len: u64) -> io::Result<()> {
     let mode = libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE;
     // SAFETY: plain syscall on an fd we own; offsets fit off_t (checked by the caller's sizes).
-    let rc = unsafe { libc::fallocate(file.as_raw_fd(), mode, off as libc::off_t, len as libc::off_t) };
+    let rc =
+        unsafe { libc::fallocate(file.as_raw_fd(), mode, off as libc::off_t, len as libc::off_t) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
