@@ -11,6 +11,7 @@
 //! * `allocation` — the persistent state of one allocation.
 //! * `journal` — CRC-framed metadata records, group commit, recovery, compaction.
 //! * `store` — O_DIRECT file, RAM and fault-injecting storage for a shard's region.
+//! * `transfer` — the bulk write and read paths, independent of source and sink.
 //! * `datapath` — how a transfer is cut into whole-checksum-block chunks.
 //! * `checksum` — CRC32 per checksum block.
 //! * `extent` — 4 KiB-block extent allocator.
@@ -33,4 +34,5 @@ pub mod shard;
 pub mod stats;
 pub mod store;
 pub mod table;
+pub mod transfer;
 pub mod units;
