@@ -6,6 +6,7 @@
 //!   connections to the core that owns their allocation.
 //! * `conn` — one connection: line framing, payload reads, replies, close notices.
 //! * `cmd` — one module per command (parse → validate → apply → reply).
+//! * `remote` — the depot as a client of another depot (copies).
 //! * `shard` — what one core owns: table, stores, journal, background tasks.
 //! * `table` — the allocation table, admission policy, soft revocation, expiry order.
 //! * `allocation` — the persistent state of one allocation.
@@ -29,6 +30,7 @@ pub mod extent;
 pub mod journal;
 pub mod keys;
 pub mod lock;
+pub mod remote;
 pub mod server;
 pub mod shard;
 pub mod stats;

@@ -32,7 +32,13 @@ impl Sink for ConnSink<'_> {
     }
 }
 
-pub async fn run(ctx: &mut Ctx<'_>, key: &KeyRef, offset: i64, len: i64, timeout_s: i64) -> (Next, bool) {
+pub async fn run(
+    ctx: &mut Ctx<'_>,
+    key: &KeyRef,
+    offset: i64,
+    len: i64,
+    timeout_s: i64,
+) -> (Next, bool) {
     let shard = ctx.shard.clone();
     let wait = server_sync(timeout_s);
     let (v, off, end) = match read::open(&shard, key, offset, len, wait).await {

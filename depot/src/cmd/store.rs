@@ -28,7 +28,13 @@ impl Source for ConnSource<'_> {
     }
 }
 
-pub async fn run(ctx: &mut Ctx<'_>, key: &KeyRef, offset: Option<i64>, len: i64, timeout_s: i64) -> (Next, bool) {
+pub async fn run(
+    ctx: &mut Ctx<'_>,
+    key: &KeyRef,
+    offset: Option<i64>,
+    len: i64,
+    timeout_s: i64,
+) -> (Next, bool) {
     let shard = ctx.shard.clone();
     let ticket = match write::begin(&shard, key, offset, len).await {
         Ok(t) => t,

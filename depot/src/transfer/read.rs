@@ -46,13 +46,22 @@ pub enum ReadFailure {
 
 /// Validates a read of `[offset, offset + len)` through read key `key`, waiting for in-flight
 /// writers when the range is not all there yet. Returns the view and the range.
-pub async fn open(shard: &Rc<Shard>, key: &KeyRef, offset: i64, len: i64, wait: std::time::Duration) -> Result<(View, u64, u64), ErrorCode> {
+pub async fn open(
+    shard: &Rc<Shard>,
+    key: &KeyRef,
+    offset: i64,
+    len: i64,
+    wait: std::time::Duration,
+) -> Result<(View, u64, u64), ErrorCode> {
     let v = lookup(shard, KeyKind::Read, key)?;
     if len < 0 || offset < 0 {
         return Err(ErrorCode::InvalidParameter);
     }
     let off = offset as u64;
-    let end = off.checked_add(len as u64).filter(|&e| e <= v.max_size).ok_or(ErrorCode::WouldExceedLimit)?;
+    let end = off
+        .checked_add(len as u64)
+        .filter(|&e| e <= v.max_size)
+        .ok_or(ErrorCode::WouldExceedLimit)?;
     if end <= v.size {
         return Ok((v, off, end));
     }
@@ -64,7 +73,12 @@ pub async fn open(shard: &Rc<Shard>, key: &KeyRef, offset: i64, len: i64, wait: 
 
 /// Waits while a writer may still extend the allocation to `end`. Returns the fresh view when
 /// the range is there, `None` when it will not be (no writer left, or the deadline passed).
-async fn server_sync_wait(shard: &Rc<Shard>, key: &KeyRef, end: u64, deadline: Instant) -> Option<View> {
+async fn server_sync_wait(
+    shard: &Rc<Shard>,
+    key: &KeyRef,
+    end: u64,
+    deadline: Instant,
+) -> Option<View> {
     loop {
         let v = lookup(shard, KeyKind::Read, key).ok()?;
         if v.size >= end {
@@ -82,7 +96,13 @@ async fn server_sync_wait(shard: &Rc<Shard>, key: &KeyRef, end: u64, deadline: I
 type ReadResult = Rc<Cell<Option<Result<FixedBuf, String>>>>;
 
 /// Streams `[off, end)` of allocation `v` to `sink`.
-pub async fn stream<S: Sink>(shard: &Rc<Shard>, v: View, off: u64, end: u64, sink: &mut S) -> Result<(), ReadFailure> {
+pub async fn stream<S: Sink>(
+    shard: &Rc<Shard>,
+    v: View,
+    off: u64,
+    end: u64,
+    sink: &mut S,
+) -> Result<(), ReadFailure> {
     if end == off {
         return sink.begin(0).await.map_err(ReadFailure::Sink);
     }
@@ -98,7 +118,11 @@ pub async fn stream<S: Sink>(shard: &Rc<Shard>, v: View, off: u64, end: u64, sin
             Some(Err(e)) => {
                 tracing::error!(shard = shard.idx, cause = %e, "load failed");
                 if i == 0 {
-                    let code = if e.starts_with("checksum") { ErrorCode::Chksum } else { ErrorCode::FileRead };
+                    let code = if e.starts_with("checksum") {
+                        ErrorCode::Chksum
+                    } else {
+                        ErrorCode::FileRead
+                    };
                     return Err(ReadFailure::Refused(code));
                 }
                 return Err(ReadFailure::Storage(e));
@@ -127,9 +151,11 @@ fn spawn_read(shard: Rc<Shard>, v: View, c: Chunk) -> (ibp_io::JoinHandle, ReadR
     (h, cell)
 }
 
-async fn read_chunk(shard: &Shard, v: &View, c: &Chunk) -> Result<FixedBuf, String> {
+/// Reads one chunk and verifies every block's CRC.
+pub async fn read_chunk(shard: &Shard, v: &View, c: &Chunk) -> Result<FixedBuf, String> {
     let buf = ibp_io::buf::acquire().await;
-    let (r, buf) = shard.stores[v.resource as usize].read(buf, v.base + c.alloc_off, c.disk_len).await;
+    let (r, buf) =
+        shard.stores[v.resource as usize].read(buf, v.base + c.alloc_off, c.disk_len).await;
     r.map_err(|e: io::Error| e.to_string())?;
     let got = chunk_crcs(buf.as_slice(), c, v.checksum_block);
     let t = shard.table.borrow();

@@ -58,13 +58,23 @@ pub struct WriteTicket {
 
 /// Validates a write of `len` bytes at `offset` (`None` = append at the current size, after
 /// any appends already in flight) through write key `key`, and holds its blocks.
-pub async fn begin(shard: &Rc<Shard>, key: &KeyRef, offset: Option<i64>, len: i64) -> Result<WriteTicket, ErrorCode> {
+pub async fn begin(
+    shard: &Rc<Shard>,
+    key: &KeyRef,
+    offset: Option<i64>,
+    len: i64,
+) -> Result<WriteTicket, ErrorCode> {
     let v = lookup(shard, KeyKind::Write, key)?;
     begin_view(shard, v, offset, len).await
 }
 
 /// As [`begin`], for an allocation already looked up.
-pub async fn begin_view(shard: &Rc<Shard>, v: View, offset: Option<i64>, len: i64) -> Result<WriteTicket, ErrorCode> {
+pub async fn begin_view(
+    shard: &Rc<Shard>,
+    v: View,
+    offset: Option<i64>,
+    len: i64,
+) -> Result<WriteTicket, ErrorCode> {
     if len < 0 || offset.is_some_and(|o| o < 0) {
         return Err(ErrorCode::InvalidParameter);
     }
@@ -76,7 +86,10 @@ pub async fn begin_view(shard: &Rc<Shard>, v: View, offset: Option<i64>, len: i6
         Some(o) => o as u64,
         None => rt.append_end.get().unwrap_or(v.size).max(v.size),
     };
-    let end = off.checked_add(len as u64).filter(|&e| e <= v.max_size).ok_or(ErrorCode::WouldExceedLimit)?;
+    let end = off
+        .checked_add(len as u64)
+        .filter(|&e| e <= v.max_size)
+        .ok_or(ErrorCode::WouldExceedLimit)?;
     if offset.is_none() {
         rt.append_end.set(Some(end));
     }
@@ -116,7 +129,13 @@ impl WriteTicket {
 
     async fn receive_and_write<S: Source>(&self, src: &mut S) -> Result<Vec<u32>, Failure> {
         let v = &self.v;
-        let plan = chunks(self.off, self.end, v.checksum_block, self.shard.cfg.buffer_bytes, v.extent_bytes);
+        let plan = chunks(
+            self.off,
+            self.end,
+            v.checksum_block,
+            self.shard.cfg.buffer_bytes,
+            v.extent_bytes,
+        );
         let mut crcs = Vec::with_capacity(plan.iter().map(|c| c.blocks as usize).sum());
         let mut inflight: VecDeque<Pending> = VecDeque::new();
         let mut result = Ok(());
@@ -147,14 +166,22 @@ impl WriteTicket {
         let v = &self.v;
         let mut buf = ibp_io::buf::acquire().await;
         buf.set_len(0);
-        buf = prefill_edges(&self.shard, v, c, buf).await.map_err(|e| Failure::Storage(e.to_string()))?;
+        buf = prefill_edges(&self.shard, v, c, buf)
+            .await
+            .map_err(|e| Failure::Storage(e.to_string()))?;
         buf = src.fill(buf, c.payload.start, c.payload.len()).await.map_err(Failure::Peer)?;
         buf.set_len(c.disk_len);
         crcs.extend(chunk_crcs(buf.as_slice(), c, v.checksum_block));
         if inflight.len() >= WRITES_IN_FLIGHT {
             wait_write(inflight).await?;
         }
-        inflight.push_back(spawn_write(self.shard.clone(), v.resource, buf, v.base + c.alloc_off, c.disk_len));
+        inflight.push_back(spawn_write(
+            self.shard.clone(),
+            v.resource,
+            buf,
+            v.base + c.alloc_off,
+            c.disk_len,
+        ));
         Ok(())
     }
 
@@ -175,7 +202,9 @@ impl WriteTicket {
         let size = self.shard.table.borrow().get(self.v.id).map_or(self.v.size, |a| a.size);
         let from = self.off.max(size);
         if self.end > from {
-            if let Err(e) = self.shard.stores[self.v.resource as usize].zero(self.v.base + from, self.end - from) {
+            if let Err(e) = self.shard.stores[self.v.resource as usize]
+                .zero(self.v.base + from, self.end - from)
+            {
                 tracing::error!(shard = self.shard.idx, cause = %e, "could not zero an aborted write");
             }
         }
@@ -206,7 +235,12 @@ async fn wait_write(inflight: &mut VecDeque<Pending>) -> Result<(), Failure> {
 
 /// Fills the parts of the chunk's first and last block that the transfer does not cover:
 /// from disk where the allocation has data, zeros elsewhere.
-async fn prefill_edges(shard: &Shard, v: &View, c: &Chunk, mut buf: FixedBuf) -> io::Result<FixedBuf> {
+async fn prefill_edges(
+    shard: &Shard,
+    v: &View,
+    c: &Chunk,
+    mut buf: FixedBuf,
+) -> io::Result<FixedBuf> {
     let cb = v.checksum_block as usize;
     let mut edges = Vec::with_capacity(2);
     if !c.payload.start.is_multiple_of(cb) {
@@ -223,7 +257,9 @@ async fn prefill_edges(shard: &Shard, v: &View, c: &Chunk, mut buf: FixedBuf) ->
         buf.as_full_mut()[start..(i + 1) * cb].fill(0);
         if block_off < v.size && disk_end > start {
             let slice = Slice::new(buf, start, disk_end - start);
-            let (r, s) = shard.stores[v.resource as usize].read(slice, v.base + block_off, disk_end - start).await;
+            let (r, s) = shard.stores[v.resource as usize]
+                .read(slice, v.base + block_off, disk_end - start)
+                .await;
             buf = s.buf;
             r?;
         }
