@@ -1,16 +1,36 @@
 //! The IBP depot: a thread-per-core server of time-limited byte-array allocations.
 //!
 //! # Layout
-//! * `extent` — 4 KiB-block extent allocator for one shard's region of a resource.
-//! * `checksum` — checksum-block arithmetic and CRC tables.
-//! * `keys` — capability keys, shard routing and keyed digests.
+//! * `config`, `units` — the TOML file, flags and defaults.
+//! * `server` — start-up checks, socket binding, one serving loop per core, hand-off of
+//!   connections to the core that owns their allocation.
+//! * `conn` — one connection: line framing, payload reads, replies, close notices.
+//! * `cmd` — one module per command (parse → validate → apply → reply).
+//! * `shard` — what one core owns: table, stores, journal, background tasks.
+//! * `table` — the allocation table, admission policy, soft revocation, expiry order.
 //! * `allocation` — the persistent state of one allocation.
-//! * `table` — a shard's allocation table, admission policy and lifecycle.
-//! * `journal` — the per-shard metadata journal.
+//! * `journal` — CRC-framed metadata records, group commit, recovery, compaction.
+//! * `store` — O_DIRECT file, RAM and fault-injecting storage for a shard's region.
+//! * `datapath` — how a transfer is cut into whole-checksum-block chunks.
+//! * `checksum` — CRC32 per checksum block.
+//! * `extent` — 4 KiB-block extent allocator.
+//! * `keys` — capability keys, shard routing, keyed digests.
+//! * `lock` — per-allocation block locks and server-sync wake-ups.
+//! * `stats` — counters and latency histograms for STATUS.
 
 pub mod allocation;
 pub mod checksum;
+pub mod cmd;
+pub mod config;
+pub mod conn;
+pub mod datapath;
 pub mod extent;
 pub mod journal;
 pub mod keys;
+pub mod lock;
+pub mod server;
+pub mod shard;
+pub mod stats;
+pub mod store;
 pub mod table;
+pub mod units;

@@ -231,9 +231,8 @@ impl Table {
             return Err(AllocError::NoSpace);
         }
         let demand = req.size as f64 * duration as f64;
-        let limit = region.policy.admission_factor
-            * available as f64
-            * region.policy.max_duration_s as f64;
+        let limit =
+            region.policy.admission_factor * available as f64 * region.policy.max_duration_s as f64;
         if demand > limit {
             return Err(AllocError::Policy);
         }
@@ -256,7 +255,8 @@ impl Table {
             records.push(self.remove(victim, zero));
             revoked.push(victim);
         };
-        let keys = [new_key(self.shard, fill), new_key(self.shard, fill), new_key(self.shard, fill)];
+        let keys =
+            [new_key(self.shard, fill), new_key(self.shard, fill), new_key(self.shard, fill)];
         let digests: [KeyDigest; 3] = [
             secret.digest(KeyKind::Read, &keys[0]),
             secret.digest(KeyKind::Write, &keys[1]),
@@ -349,7 +349,9 @@ impl Table {
             extent.len = want_blocks;
         } else if want_blocks < extent.len {
             // The tail lies past the size, so it is already zero on disk (see checksum.rs).
-            region.extents.free(Extent { start: extent.start + want_blocks, len: extent.len - want_blocks });
+            region
+                .extents
+                .free(Extent { start: extent.start + want_blocks, len: extent.len - want_blocks });
             extent.len = want_blocks;
         }
         self.unlink(id);
@@ -378,7 +380,13 @@ impl Table {
     }
 
     /// Records that data reached disk: the new size and the CRCs of the blocks written.
-    pub fn apply_data(&mut self, id: u64, new_size: u64, first_block: u64, crcs: &[u32]) -> Option<Record> {
+    pub fn apply_data(
+        &mut self,
+        id: u64,
+        new_size: u64,
+        first_block: u64,
+        crcs: &[u32],
+    ) -> Option<Record> {
         let a = self.allocs.get_mut(&id)?;
         let cb = self.regions[a.resource as usize].policy.checksum_block_bytes;
         a.size = a.size.max(new_size);
@@ -395,17 +403,20 @@ impl Table {
                 if let Some(old) = self.unlink(a.id) {
                     self.regions[old.resource as usize].extents.free(old.extent);
                 }
-                let region =
-                    self.regions.get_mut(a.resource as usize).ok_or("record names an unknown resource")?;
+                let region = self
+                    .regions
+                    .get_mut(a.resource as usize)
+                    .ok_or("record names an unknown resource")?;
                 if !region.extents.claim(a.extent) {
                     return Err("record claims space that is not free");
                 }
                 self.insert(*a);
                 Ok(())
             }
-            Record::Data { id, size, first_block, crcs } => {
-                self.apply_data(id, size, first_block, &crcs).map(|_| ()).ok_or("data for unknown allocation")
-            }
+            Record::Data { id, size, first_block, crcs } => self
+                .apply_data(id, size, first_block, &crcs)
+                .map(|_| ())
+                .ok_or("data for unknown allocation"),
             Record::Meta {
                 id,
                 max_size,
@@ -417,7 +428,15 @@ impl Table {
                 write_refs,
                 crc_len,
             } => {
-                let m = MetaChange { max_size, size, expires_at, durability, read_refs, write_refs, crc_len };
+                let m = MetaChange {
+                    max_size,
+                    size,
+                    expires_at,
+                    durability,
+                    read_refs,
+                    write_refs,
+                    crc_len,
+                };
                 let rec = self.set_meta(id, m).map_err(|_| "meta change does not apply")?;
                 match rec {
                     Record::Meta { extent_len: got, .. } if got == extent_len => Ok(()),

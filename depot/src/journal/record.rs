@@ -320,18 +320,30 @@ mod tests {
                 .prop_map(|(magic, shard, shards)| Record::Header { magic, shard, shards }),
             (any::<u64>(), proptest::collection::vec(any::<u32>(), 0..50))
                 .prop_map(|(id, c)| Record::Put(Box::new(sample_alloc(id, c)))),
-            (any::<u64>(), any::<u64>(), any::<u64>(), proptest::collection::vec(any::<u32>(), 0..50))
-                .prop_map(|(id, size, first_block, crcs)| Record::Data { id, size, first_block, crcs }),
-            (any::<u64>(), any::<u64>(), any::<i64>(), any::<u32>()).prop_map(|(id, s, e, r)| Record::Meta {
-                id,
-                max_size: s,
-                extent_len: s / 7,
-                size: s / 2,
-                expires_at: e,
-                durability: Durability::Soft,
-                read_refs: r,
-                write_refs: r / 3,
-                crc_len: s % 100,
+            (
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                proptest::collection::vec(any::<u32>(), 0..50)
+            )
+                .prop_map(|(id, size, first_block, crcs)| Record::Data {
+                    id,
+                    size,
+                    first_block,
+                    crcs
+                }),
+            (any::<u64>(), any::<u64>(), any::<i64>(), any::<u32>()).prop_map(|(id, s, e, r)| {
+                Record::Meta {
+                    id,
+                    max_size: s,
+                    extent_len: s / 7,
+                    size: s / 2,
+                    expires_at: e,
+                    durability: Durability::Soft,
+                    read_refs: r,
+                    write_refs: r / 3,
+                    crc_len: s % 100,
+                }
             }),
             any::<u64>().prop_map(|id| Record::Delete { id }),
         ]

@@ -40,12 +40,18 @@ fn allocate_find_and_expire() {
     let mut fill = counter_fill();
     let mut zeroed = Vec::new();
     let g = t
-        .allocate(req(Durability::Hard, 5000, 10), &secret(), 100, &mut fill, &mut |r, e| zeroed.push((r, e)))
+        .allocate(req(Durability::Hard, 5000, 10), &secret(), 100, &mut fill, &mut |r, e| {
+            zeroed.push((r, e))
+        })
         .expect("fits");
     assert_eq!(crate::keys::shard_of(&g.keys[0]), Some(3));
     let a = t.find(&secret(), KeyKind::Read, &g.keys[0], 100).expect("live");
     assert_eq!((a.read_refs, a.write_refs, a.size, a.max_size), (1, 0, 0, 5000));
-    assert_eq!(t.find(&secret(), KeyKind::Write, &g.keys[0], 100).err(), Some(Lookup::NotFound), "wrong right");
+    assert_eq!(
+        t.find(&secret(), KeyKind::Write, &g.keys[0], 100).err(),
+        Some(Lookup::NotFound),
+        "wrong right"
+    );
     assert_eq!(t.find_any(&secret(), &g.keys[2], 100).map(|(_, k)| k).ok(), Some(KeyKind::Manage));
     assert!(t.find(&secret(), KeyKind::Read, &g.keys[0], 110).is_err(), "expired at expires_at");
     assert_eq!(t.expired(109, 10), Vec::<u64>::new());
@@ -61,11 +67,24 @@ fn durations_and_sizes() {
     let mut fill = counter_fill();
     let mut z = |_: u16, _: Extent| {};
     let s = secret();
-    assert_eq!(t.allocate(req(Durability::Hard, 0, 10), &s, 0, &mut fill, &mut z).err(), Some(AllocError::InvalidParameter));
-    assert_eq!(t.allocate(req(Durability::Hard, 10, 0), &s, 0, &mut fill, &mut z).err(), Some(AllocError::InvalidParameter));
-    assert_eq!(t.allocate(req(Durability::Hard, 10, 3601), &s, 0, &mut fill, &mut z).err(), Some(AllocError::LongDuration));
-    assert_eq!(t.allocate(req(Durability::Hard, (1 << 20) + 1, 10), &s, 0, &mut fill, &mut z).err(), Some(AllocError::Policy));
-    let g = t.allocate(req(Durability::Hard, 10, -1), &s, 50, &mut fill, &mut z).expect("max duration");
+    assert_eq!(
+        t.allocate(req(Durability::Hard, 0, 10), &s, 0, &mut fill, &mut z).err(),
+        Some(AllocError::InvalidParameter)
+    );
+    assert_eq!(
+        t.allocate(req(Durability::Hard, 10, 0), &s, 0, &mut fill, &mut z).err(),
+        Some(AllocError::InvalidParameter)
+    );
+    assert_eq!(
+        t.allocate(req(Durability::Hard, 10, 3601), &s, 0, &mut fill, &mut z).err(),
+        Some(AllocError::LongDuration)
+    );
+    assert_eq!(
+        t.allocate(req(Durability::Hard, (1 << 20) + 1, 10), &s, 0, &mut fill, &mut z).err(),
+        Some(AllocError::Policy)
+    );
+    let g =
+        t.allocate(req(Durability::Hard, 10, -1), &s, 50, &mut fill, &mut z).expect("max duration");
     assert_eq!(t.get(g.id).map(|a| a.expires_at), Some(3650));
 }
 
@@ -78,7 +97,8 @@ fn admission_curve_shrinks_with_free_space() {
     let mut z = |_: u16, _: Extent| {};
     let s = secret();
     // K = 0.5 × free × max_duration: half the space for the full lease is exactly on the curve.
-    t.allocate(req(Durability::Hard, 1 << 19, 3600), &s, 0, &mut fill, &mut z).expect("on the curve");
+    t.allocate(req(Durability::Hard, 1 << 19, 3600), &s, 0, &mut fill, &mut z)
+        .expect("on the curve");
     // Now free is halved, so the same request is over the curve although it would fit.
     assert_eq!(
         t.allocate(req(Durability::Hard, 1 << 19, 3600), &s, 0, &mut fill, &mut z).err(),
@@ -99,8 +119,12 @@ fn hard_revokes_soft_oldest_first() {
     let mut fill = counter_fill();
     let s = secret();
     let mut z = |_: u16, _: Extent| {};
-    let old = t.allocate(req(Durability::Soft, 32 * 4096, 100), &s, 0, &mut fill, &mut z).expect("soft 1");
-    let young = t.allocate(req(Durability::Soft, 32 * 4096, 100), &s, 0, &mut fill, &mut z).expect("soft 2");
+    let old = t
+        .allocate(req(Durability::Soft, 32 * 4096, 100), &s, 0, &mut fill, &mut z)
+        .expect("soft 1");
+    let young = t
+        .allocate(req(Durability::Soft, 32 * 4096, 100), &s, 0, &mut fill, &mut z)
+        .expect("soft 2");
     assert_eq!(
         t.allocate(req(Durability::Soft, 4096, 100), &s, 0, &mut fill, &mut z).err(),
         Some(AllocError::NoSpace),
@@ -121,7 +145,9 @@ fn meta_changes_grow_and_shrink_extents() {
     let mut t = table(64 * 4096);
     let mut fill = counter_fill();
     let mut z = |_: u16, _: Extent| {};
-    let g = t.allocate(req(Durability::Hard, 4096, 100), &secret(), 0, &mut fill, &mut z).expect("fits");
+    let g = t
+        .allocate(req(Durability::Hard, 4096, 100), &secret(), 0, &mut fill, &mut z)
+        .expect("fits");
     let mut m = MetaChange::of(t.get(g.id).expect("live"));
     m.max_size = 10 * 4096;
     t.set_meta(g.id, m).expect("grows in place");
