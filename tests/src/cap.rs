@@ -145,7 +145,9 @@ mod tests {
         assert!(Cap::parse("ibp://h:1/1#k/2/x/READ", CapKind::Read).is_err());
         assert!(Cap::parse("ibp://h:1/k/2/READ", CapKind::Read).is_err());
         assert!(Caps::parse_reply("-4 ").is_err());
-        assert!(Caps::parse_reply("1 ibp://h:1/1#a/0/READ ibp://h:1/1#a/0/WRITE ibp://h:1/1#c/0/MANAGE")
-            .is_err());
+        assert!(Caps::parse_reply(
+            "1 ibp://h:1/1#a/0/READ ibp://h:1/1#a/0/WRITE ibp://h:1/1#c/0/MANAGE"
+        )
+        .is_err());
     }
 }

@@ -122,7 +122,10 @@ pub fn depot_bin() -> PathBuf {
         .expect("the test binary sits in <target>/<profile>/deps");
     let bin = profile_dir.join("ibp-depot");
     if !bin.is_file() {
-        panic!("{} not found: run `cargo build --bins` first (or set IBP_DEPOT_BIN)", bin.display());
+        panic!(
+            "{} not found: run `cargo build --bins` first (or set IBP_DEPOT_BIN)",
+            bin.display()
+        );
     }
     bin
 }
@@ -136,8 +139,8 @@ impl Depot {
     /// Makes a fresh dir and starts a depot in it; panics (with the log) if it does not come up.
     pub fn start(opts: DepotOpts) -> Depot {
         let seq = DIR_SEQ.fetch_add(1, Ordering::Relaxed);
-        let dir = PathBuf::from(TEST_ROOT)
-            .join(format!("{}-{}-{seq}", test_name(), std::process::id()));
+        let dir =
+            PathBuf::from(TEST_ROOT).join(format!("{}-{}-{seq}", test_name(), std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(dir.join("data")).expect("create the test dir under /var/tmp");
         fs::write(dir.join("depot.toml"), opts.config_toml(&dir.join("data")))
@@ -184,7 +187,9 @@ impl Depot {
 
     /// Everything the depot wrote to stderr so far (all starts).
     pub fn stderr_log(&self) -> String {
-        fs::read(self.stderr_path()).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+        fs::read(self.stderr_path())
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -279,7 +284,8 @@ impl Depot {
             });
         }
         let started = Instant::now();
-        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", depot_bin().display()));
+        let mut child =
+            cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", depot_bin().display()));
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel::<String>();
         let stdout_log = self.dir.join("depot.stdout.log");
@@ -340,7 +346,10 @@ impl Drop for Depot {
     fn drop(&mut self) {
         self.kill9();
         if std::thread::panicking() {
-            eprintln!("test failed: keeping depot dir {} (stderr in depot.stderr.log)", self.dir.display());
+            eprintln!(
+                "test failed: keeping depot dir {} (stderr in depot.stderr.log)",
+                self.dir.display()
+            );
             eprintln!("--- depot stderr (tail) ---\n{}", tail(&self.stderr_log(), 30));
         } else {
             let _ = fs::remove_dir_all(&self.dir);
@@ -352,10 +361,14 @@ impl Drop for Depot {
 /// returns the byte that was there.
 pub fn flip_byte(path: &Path, offset: u64) -> u8 {
     use std::os::unix::fs::FileExt;
-    let f = OpenOptions::new().read(true).write(true).open(path)
+    let f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
         .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     let mut b = [0u8; 1];
-    f.read_exact_at(&mut b, offset).unwrap_or_else(|e| panic!("read {}@{offset}: {e}", path.display()));
+    f.read_exact_at(&mut b, offset)
+        .unwrap_or_else(|e| panic!("read {}@{offset}: {e}", path.display()));
     f.write_all_at(&[!b[0]], offset).expect("write the flipped byte");
     f.sync_all().expect("fsync the data file");
     b[0]
@@ -366,6 +379,7 @@ pub fn read_at(path: &Path, offset: u64, len: usize) -> Vec<u8> {
     use std::os::unix::fs::FileExt;
     let f = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
     let mut b = vec![0u8; len];
-    f.read_exact_at(&mut b, offset).unwrap_or_else(|e| panic!("read {}@{offset}: {e}", path.display()));
+    f.read_exact_at(&mut b, offset)
+        .unwrap_or_else(|e| panic!("read {}@{offset}: {e}", path.display()));
     b
 }

@@ -73,7 +73,8 @@ pub fn try_store_pipelined(raw: &mut Raw, cap: &Cap, data: &[u8]) -> Result<u64,
 }
 
 pub fn store(raw: &mut Raw, cap: &Cap, data: &[u8]) {
-    let n = try_store(raw, cap, data).unwrap_or_else(|e| panic!("STORE {} bytes: {e:?}", data.len()));
+    let n =
+        try_store(raw, cap, data).unwrap_or_else(|e| panic!("STORE {} bytes: {e:?}", data.len()));
     assert_eq!(n, data.len() as u64, "STORE acknowledged {n} of {} bytes", data.len());
 }
 
@@ -122,7 +123,13 @@ pub fn try_load(raw: &mut Raw, cap: &Cap, offset: u64, len: u64) -> Result<Vec<u
     try_load_v(raw, 1, cap, offset, len)
 }
 
-pub fn try_load_v(raw: &mut Raw, version: u8, cap: &Cap, offset: u64, len: u64) -> Result<Vec<u8>, Fail> {
+pub fn try_load_v(
+    raw: &mut Raw,
+    version: u8,
+    cap: &Cap,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<u8>, Fail> {
     let line = format!("{version} 8 {} {offset} {len} {T}\n", cap.wire());
     raw.try_send(line.as_bytes()).map_err(|e| cut(ReadEnd::Io(e)))?;
     read_load_reply(raw, len)
@@ -142,7 +149,8 @@ pub fn read_load_reply(raw: &mut Raw, len: u64) -> Result<Vec<u8>, Fail> {
 }
 
 pub fn load(raw: &mut Raw, cap: &Cap, offset: u64, len: u64) -> Vec<u8> {
-    try_load(raw, cap, offset, len).unwrap_or_else(|e| panic!("LOAD {len} bytes at {offset}: {e:?}"))
+    try_load(raw, cap, offset, len)
+        .unwrap_or_else(|e| panic!("LOAD {len} bytes at {offset}: {e:?}"))
 }
 
 /// A PROBE reply: `1 <readref> <writeref> <size> <maxsize> <secs left> <reliability> <type>`.

@@ -86,7 +86,11 @@ impl Raw {
     pub fn line(&mut self) -> String {
         match self.try_line() {
             Ok(l) => l,
-            Err(e) => panic!("reading a reply line from {}: {e:?} (buffered {:?})", self.peer, self.buffered()),
+            Err(e) => panic!(
+                "reading a reply line from {}: {e:?} (buffered {:?})",
+                self.peer,
+                self.buffered()
+            ),
         }
     }
 
@@ -109,7 +113,9 @@ impl Raw {
     pub fn read_exact(&mut self, n: usize) -> Vec<u8> {
         match self.try_read_exact(n) {
             Ok(v) => v,
-            Err((got, e)) => panic!("reading {n} bytes from {}: {e:?} after {} bytes", self.peer, got.len()),
+            Err((got, e)) => {
+                panic!("reading {n} bytes from {}: {e:?} after {} bytes", self.peer, got.len())
+            }
         }
     }
 
@@ -151,7 +157,11 @@ impl Raw {
         let line = self.line();
         assert!(is_close_notice(&line), "expected `-66 <secs>` from {}, got {line:?}", self.peer);
         let rest = self.expect_closed();
-        assert!(rest.is_empty(), "bytes after the close notice: {:?}", String::from_utf8_lossy(&rest));
+        assert!(
+            rest.is_empty(),
+            "bytes after the close notice: {:?}",
+            String::from_utf8_lossy(&rest)
+        );
     }
 
     /// True if the depot has already closed: waits at most `wait` for data or EOF.
