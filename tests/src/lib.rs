@@ -44,3 +44,15 @@ pub fn pattern(seed: u64, len: usize) -> Vec<u8> {
     rng.fill(&mut out);
     out
 }
+
+/// `text` cut to its first 120 and last 30 characters for a failure message (requests can be
+/// 200 KiB long).
+pub fn short(text: &str) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    if chars.len() <= 160 {
+        return text.to_string();
+    }
+    let head: String = chars[..120].iter().collect();
+    let tail: String = chars[chars.len() - 30..].iter().collect();
+    format!("{head}…[{} chars]…{tail}", chars.len())
+}
