@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 
 /// How long a depot may take to print `listening on`.
 pub const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a start retries while a port is still held by the previous process.
+pub const BIND_RETRY_FOR: Duration = Duration::from_secs(10);
 /// How long `stop` waits after SIGTERM before SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Root of every test dir (ext4 here; tmpfs would fake O_DIRECT).
@@ -105,8 +107,11 @@ pub struct Depot {
     /// Copies stdout after the first line into `depot.stdout.log`, so the pipe never fills.
     stdout_pump: Option<JoinHandle<()>>,
     port: u16,
-    /// How long the last start took to print `listening on` (recovery time after a crash).
+    /// How long the last start took to print `listening on` (recovery time after a crash),
+    /// bind retries included.
     pub last_start: Duration,
+    /// Starts retried because a port was still in use, over this depot's life.
+    pub bind_retries: u32,
 }
 
 /// Path of the depot binary: `IBP_DEPOT_BIN`, else `<target>/<profile>/ibp-depot` next to the
@@ -152,6 +157,7 @@ impl Depot {
             child: None,
             stdout_pump: None,
             last_start: Duration::ZERO,
+            bind_retries: 0,
         };
         depot.spawn();
         depot
@@ -256,7 +262,32 @@ impl Depot {
         }
     }
 
+    /// Starts the process and waits for its port. A start that fails only because a port is
+    /// still in use (a killed io_uring process releases its sockets asynchronously) is retried
+    /// every 100 ms for up to `BIND_RETRY_FOR`; each retry is counted in `bind_retries`.
     fn spawn(&mut self) {
+        let started = Instant::now();
+        loop {
+            match self.try_spawn() {
+                Ok(()) => break,
+                Err(log) if log.contains("Address already in use") && started.elapsed() < BIND_RETRY_FOR => {
+                    self.bind_retries += 1;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(log) => panic!(
+                    "depot in {} did not start (no `listening on` line within {START_TIMEOUT:?}); stderr:\n{}\n{}",
+                    self.dir.display(),
+                    tail(&log, 40),
+                    sockets_near(self.port, self.opts.cores)
+                ),
+            }
+        }
+        self.last_start = started.elapsed();
+    }
+
+    /// One start; on failure, the stderr it wrote.
+    fn try_spawn(&mut self) -> Result<(), String> {
+        let log_len = fs::metadata(self.stderr_path()).map(|m| m.len()).unwrap_or(0);
         let log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -283,25 +314,20 @@ impl Depot {
                 Ok(())
             });
         }
-        let started = Instant::now();
         let mut child =
             cmd.spawn().unwrap_or_else(|e| panic!("spawn {}: {e}", depot_bin().display()));
         let stdout = child.stdout.take().expect("stdout is piped");
         let (tx, rx) = mpsc::channel::<String>();
         let stdout_log = self.dir.join("depot.stdout.log");
         self.stdout_pump = Some(std::thread::spawn(move || pump_stdout(stdout, tx, &stdout_log)));
+        // Disconnected (stdout closed: the process exited) or timed out.
         let first = rx.recv_timeout(START_TIMEOUT);
         self.child = Some(child);
-        let line = match first {
-            Ok(l) => l,
-            Err(_) => {
-                self.kill9();
-                panic!(
-                    "depot in {} printed no `listening on` line within {START_TIMEOUT:?}; stderr:\n{}",
-                    self.dir.display(),
-                    tail(&self.stderr_log(), 40)
-                );
-            }
+        let Ok(line) = first else {
+            self.kill9();
+            let all = self.stderr_log();
+            let new = all.get(usize::try_from(log_len).unwrap_or(0)..).unwrap_or(&all);
+            return Err(new.to_string());
         };
         let port = line
             .trim()
@@ -315,7 +341,7 @@ impl Depot {
                 panic!("first stdout line {line:?}: want `listening on 127.0.0.1:{}`", self.port);
             }
         }
-        self.last_start = started.elapsed();
+        Ok(())
     }
 }
 
@@ -334,6 +360,27 @@ fn pump_stdout(stdout: std::process::ChildStdout, tx: mpsc::Sender<String>, log:
         let _ = out.write_all(line.as_bytes());
         line.clear();
     }
+}
+
+/// `ss` lines naming the base port or a shard port, to explain a failed bind.
+fn sockets_near(port: u16, cores: usize) -> String {
+    if port == 0 {
+        return String::new();
+    }
+    let ports: Vec<String> = (1..=cores).map(|i| format!(":{}", usize::from(port) + i)).collect();
+    let out = Command::new("ss").arg("-tanpe").output().map(|o| o.stdout).unwrap_or_default();
+    let text = String::from_utf8_lossy(&out);
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.split_whitespace().any(|f| ports.iter().any(|p| f.ends_with(p.as_str()))))
+        .take(20)
+        .collect();
+    format!(
+        "sockets on shard ports {}..={}:\n{}",
+        usize::from(port) + 1,
+        usize::from(port) + cores,
+        lines.join("\n")
+    )
 }
 
 /// The last `n` lines of `text`.
