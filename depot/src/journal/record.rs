@@ -1,0 +1,390 @@
+//! Journal records and their CRC framing.
+//!
+//! Design: a frame is `[len: u32 LE][crc32(payload): u32 LE][payload]`. Replay walks frames
+//! until it meets a zero length (the preallocated, never-written tail), a length over the bound,
+//! or a CRC mismatch (a torn write from a crash): everything from there on is cut. Payloads are
+//! plain little-endian fields behind a one-byte tag, decoded with bounds checked on every read,
+//! so a damaged journal gives an error, never a panic or a huge allocation.
+
+use crate::allocation::{Allocation, Durability};
+use crate::checksum::BlockCrcs;
+use crate::extent::Extent;
+
+/// Largest record payload accepted on replay (a `Put` of a 16 M-block allocation fits).
+pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
+/// Frame header: length and CRC.
+pub const FRAME_HEADER_BYTES: usize = 8;
+/// Identifies our journal files (first record of every file).
+pub const JOURNAL_MAGIC: u64 = 0x4942_505f_4a52_4e31; // "IBP_JRN1"
+
+/// One change to a shard's allocation table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    /// First record of a journal file: which shard layout wrote it.
+    Header { magic: u64, shard: u16, shards: u16 },
+    /// A whole allocation (creation, and every allocation in a compacted snapshot).
+    Put(Box<Allocation>),
+    /// Data arrived: the new size and the CRCs of the blocks written.
+    Data { id: u64, size: u64, first_block: u64, crcs: Vec<u32> },
+    /// Attributes changed (CHNG, TRUNCATE, INCR/DECR). `crc_len` cuts the CRC table (truncate).
+    Meta {
+        id: u64,
+        max_size: u64,
+        extent_len: u64,
+        size: u64,
+        expires_at: i64,
+        durability: Durability,
+        read_refs: u32,
+        write_refs: u32,
+        crc_len: u64,
+    },
+    /// The allocation is gone (deleted, expired or revoked).
+    Delete { id: u64 },
+}
+
+const TAG_HEADER: u8 = 1;
+const TAG_PUT: u8 = 2;
+const TAG_DATA: u8 = 3;
+const TAG_META: u8 = 4;
+const TAG_DELETE: u8 = 5;
+
+/// Why a payload did not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodeError(pub &'static str);
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "journal record: {}", self.0)
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
+impl Record {
+    /// Appends this record, framed, to `out`.
+    pub fn encode_framed(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
+        self.encode_payload(out);
+        let payload_len = out.len() - start - FRAME_HEADER_BYTES;
+        let crc = crc32fast::hash(&out[start + FRAME_HEADER_BYTES..]);
+        let len = u32::try_from(payload_len).expect("invariant: records are far below 4 GiB");
+        out[start..start + 4].copy_from_slice(&len.to_le_bytes());
+        out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    fn encode_payload(&self, out: &mut Vec<u8>) {
+        match self {
+            Record::Header { magic, shard, shards } => {
+                out.push(TAG_HEADER);
+                put_u64(out, *magic);
+                put_u16(out, *shard);
+                put_u16(out, *shards);
+            }
+            Record::Put(a) => {
+                out.push(TAG_PUT);
+                put_u64(out, a.id);
+                put_u16(out, a.resource);
+                put_u64(out, a.extent.start);
+                put_u64(out, a.extent.len);
+                put_u64(out, a.max_size);
+                put_u64(out, a.size);
+                out.push(a.durability as u8);
+                put_u64(out, a.expires_at as u64);
+                put_u64(out, a.created_seq);
+                put_u32(out, a.read_refs);
+                put_u32(out, a.write_refs);
+                for d in &a.digests {
+                    out.extend_from_slice(d);
+                }
+                put_crcs(out, &a.crcs.crcs);
+            }
+            Record::Data { id, size, first_block, crcs } => {
+                out.push(TAG_DATA);
+                put_u64(out, *id);
+                put_u64(out, *size);
+                put_u64(out, *first_block);
+                put_crcs(out, crcs);
+            }
+            Record::Meta {
+                id,
+                max_size,
+                extent_len,
+                size,
+                expires_at,
+                durability,
+                read_refs,
+                write_refs,
+                crc_len,
+            } => {
+                out.push(TAG_META);
+                put_u64(out, *id);
+                put_u64(out, *max_size);
+                put_u64(out, *extent_len);
+                put_u64(out, *size);
+                put_u64(out, *expires_at as u64);
+                out.push(*durability as u8);
+                put_u32(out, *read_refs);
+                put_u32(out, *write_refs);
+                put_u64(out, *crc_len);
+            }
+            Record::Delete { id } => {
+                out.push(TAG_DELETE);
+                put_u64(out, *id);
+            }
+        }
+    }
+
+    /// Decodes one payload (without its frame).
+    pub fn decode_payload(p: &[u8]) -> Result<Record, DecodeError> {
+        let mut r = Reader { buf: p };
+        let rec = match r.u8()? {
+            TAG_HEADER => Record::Header { magic: r.u64()?, shard: r.u16()?, shards: r.u16()? },
+            TAG_PUT => {
+                let id = r.u64()?;
+                let resource = r.u16()?;
+                let extent = Extent { start: r.u64()?, len: r.u64()? };
+                let max_size = r.u64()?;
+                let size = r.u64()?;
+                let durability = r.durability()?;
+                let expires_at = r.u64()? as i64;
+                let created_seq = r.u64()?;
+                let read_refs = r.u32()?;
+                let write_refs = r.u32()?;
+                let mut digests = [[0u8; 32]; 3];
+                for d in &mut digests {
+                    d.copy_from_slice(r.bytes(32)?);
+                }
+                let crcs = BlockCrcs { crcs: r.crcs()? };
+                Record::Put(Box::new(Allocation {
+                    id,
+                    resource,
+                    extent,
+                    max_size,
+                    size,
+                    durability,
+                    expires_at,
+                    created_seq,
+                    read_refs,
+                    write_refs,
+                    digests,
+                    crcs,
+                }))
+            }
+            TAG_DATA => Record::Data {
+                id: r.u64()?,
+                size: r.u64()?,
+                first_block: r.u64()?,
+                crcs: r.crcs()?,
+            },
+            TAG_META => Record::Meta {
+                id: r.u64()?,
+                max_size: r.u64()?,
+                extent_len: r.u64()?,
+                size: r.u64()?,
+                expires_at: r.u64()? as i64,
+                durability: r.durability()?,
+                read_refs: r.u32()?,
+                write_refs: r.u32()?,
+                crc_len: r.u64()?,
+            },
+            TAG_DELETE => Record::Delete { id: r.u64()? },
+            _ => return Err(DecodeError("unknown record tag")),
+        };
+        if !r.buf.is_empty() {
+            return Err(DecodeError("trailing bytes in record"));
+        }
+        Ok(rec)
+    }
+}
+
+/// Outcome of scanning a journal image.
+#[derive(Debug)]
+pub struct Scan {
+    pub records: Vec<Record>,
+    /// Bytes of valid frames; appends continue here.
+    pub valid_bytes: usize,
+    /// Why the scan stopped before the end of the image, if it met damage (not clean zeros).
+    pub torn: Option<&'static str>,
+}
+
+/// Walks the frames of a journal image, stopping at the first zero length or damaged frame.
+pub fn scan(image: &[u8]) -> Scan {
+    let mut records = Vec::new();
+    let mut pos = 0usize;
+    let torn = loop {
+        if image.len() - pos < FRAME_HEADER_BYTES {
+            break None;
+        }
+        let len = u32::from_le_bytes(image[pos..pos + 4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_le_bytes(image[pos + 4..pos + 8].try_into().expect("4 bytes"));
+        if len == 0 && crc == 0 {
+            break None;
+        }
+        if len > MAX_RECORD_BYTES || image.len() - pos - FRAME_HEADER_BYTES < len {
+            break Some("record length past the end of the journal");
+        }
+        let payload = &image[pos + FRAME_HEADER_BYTES..pos + FRAME_HEADER_BYTES + len];
+        if crc32fast::hash(payload) != crc {
+            break Some("record CRC mismatch");
+        }
+        match Record::decode_payload(payload) {
+            Ok(r) => records.push(r),
+            Err(e) => break Some(e.0),
+        }
+        pos += FRAME_HEADER_BYTES + len;
+    };
+    Scan { records, valid_bytes: pos, torn }
+}
+
+fn put_u16(out: &mut Vec<u8>, v: u16) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+fn put_u32(out: &mut Vec<u8>, v: u32) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+fn put_u64(out: &mut Vec<u8>, v: u64) {
+    out.extend_from_slice(&v.to_le_bytes());
+}
+fn put_crcs(out: &mut Vec<u8>, crcs: &[u32]) {
+    put_u64(out, crcs.len() as u64);
+    for c in crcs {
+        put_u32(out, *c);
+    }
+}
+
+/// Bounds-checked little-endian reader.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn bytes(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.buf.len() < n {
+            return Err(DecodeError("record truncated"));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8, DecodeError> {
+        Ok(self.bytes(1)?[0])
+    }
+    fn u16(&mut self) -> Result<u16, DecodeError> {
+        Ok(u16::from_le_bytes(self.bytes(2)?.try_into().expect("2 bytes")))
+    }
+    fn u32(&mut self) -> Result<u32, DecodeError> {
+        Ok(u32::from_le_bytes(self.bytes(4)?.try_into().expect("4 bytes")))
+    }
+    fn u64(&mut self) -> Result<u64, DecodeError> {
+        Ok(u64::from_le_bytes(self.bytes(8)?.try_into().expect("8 bytes")))
+    }
+    fn durability(&mut self) -> Result<Durability, DecodeError> {
+        Durability::from_wire(i64::from(self.u8()?)).ok_or(DecodeError("bad durability"))
+    }
+    fn crcs(&mut self) -> Result<Vec<u32>, DecodeError> {
+        let n = self.u64()?;
+        // Bound the count by the bytes actually present before allocating.
+        if n > (self.buf.len() / 4) as u64 {
+            return Err(DecodeError("CRC count past the end of the record"));
+        }
+        (0..n).map(|_| self.u32()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample_alloc(id: u64, crcs: Vec<u32>) -> Allocation {
+        Allocation {
+            id,
+            resource: 1,
+            extent: Extent { start: 10, len: 3 },
+            max_size: 12000,
+            size: 5000,
+            durability: Durability::Hard,
+            expires_at: 1_900_000_000,
+            created_seq: 77,
+            read_refs: 1,
+            write_refs: 0,
+            digests: [[1; 32], [2; 32], [3; 32]],
+            crcs: BlockCrcs { crcs },
+        }
+    }
+
+    fn records() -> impl Strategy<Value = Record> {
+        prop_oneof![
+            (any::<u64>(), any::<u16>(), any::<u16>())
+                .prop_map(|(magic, shard, shards)| Record::Header { magic, shard, shards }),
+            (any::<u64>(), proptest::collection::vec(any::<u32>(), 0..50))
+                .prop_map(|(id, c)| Record::Put(Box::new(sample_alloc(id, c)))),
+            (
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                proptest::collection::vec(any::<u32>(), 0..50)
+            )
+                .prop_map(|(id, size, first_block, crcs)| Record::Data {
+                    id,
+                    size,
+                    first_block,
+                    crcs
+                }),
+            (any::<u64>(), any::<u64>(), any::<i64>(), any::<u32>()).prop_map(|(id, s, e, r)| {
+                Record::Meta {
+                    id,
+                    max_size: s,
+                    extent_len: s / 7,
+                    size: s / 2,
+                    expires_at: e,
+                    durability: Durability::Soft,
+                    read_refs: r,
+                    write_refs: r / 3,
+                    crc_len: s % 100,
+                }
+            }),
+            any::<u64>().prop_map(|id| Record::Delete { id }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn frames_round_trip(recs in proptest::collection::vec(records(), 0..20)) {
+            let mut img = Vec::new();
+            for r in &recs { r.encode_framed(&mut img); }
+            let valid = img.len();
+            img.extend_from_slice(&[0u8; 4096]);
+            let s = scan(&img);
+            prop_assert_eq!(s.records, recs);
+            prop_assert_eq!(s.valid_bytes, valid);
+            prop_assert!(s.torn.is_none());
+        }
+
+        /// Any cut or flipped byte in the last frame drops exactly that frame, never earlier ones.
+        #[test]
+        fn torn_tail_is_cut(cut in 1usize..200, flip in any::<bool>()) {
+            let mut img = Vec::new();
+            Record::Delete { id: 1 }.encode_framed(&mut img);
+            let first = img.len();
+            Record::Put(Box::new(sample_alloc(2, vec![9; 40]))).encode_framed(&mut img);
+            let cut = cut.min(img.len() - first - 1);
+            if flip { img[first + cut] ^= 0x5a; } else { img.truncate(first + cut); }
+            let s = scan(&img);
+            prop_assert_eq!(s.records, vec![Record::Delete { id: 1 }]);
+            prop_assert_eq!(s.valid_bytes, first);
+        }
+    }
+
+    #[test]
+    fn hostile_lengths_do_not_allocate() {
+        let mut p = vec![TAG_DATA];
+        p.extend_from_slice(&[0u8; 24]);
+        p.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(Record::decode_payload(&p).is_err());
+        let mut img = vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4];
+        img.extend_from_slice(&[7u8; 100]);
+        assert!(scan(&img).torn.is_some());
+    }
+}

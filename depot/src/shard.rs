@@ -1,0 +1,319 @@
+//! One shard: everything one core owns. Its region of every resource, its allocation table,
+//! its journal, the runtime state of its allocations, and the background tasks that commit the
+//! journal and reap expired leases.
+//!
+//! Design: a `Shard` lives in an `Rc` on its core's thread and is shared by that core's
+//! connection tasks. Table borrows are never held across an `.await`: a command looks up what
+//! it needs, drops the borrow, does its I/O, and borrows again to commit.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ibp_io::seam::{Clock, Entropy};
+
+use crate::allocation::{Allocation, Durability};
+use crate::config::{Config, ResourceKind};
+use crate::extent::{Extent, BLOCK_BYTES};
+use crate::journal::record::Record;
+use crate::journal::Journal;
+use crate::keys::DepotSecret;
+use crate::lock::AllocRt;
+use crate::stats::{self, ShardStats};
+use crate::store::{region_path, Store};
+use crate::table::{Region, ResourcePolicy, Table};
+
+/// Expired leases reaped per tick, so one tick never stalls the core.
+const REAP_BATCH: usize = 256;
+/// How often the reaper looks for expired leases.
+const REAP_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What every shard of a depot shares (read-only, or atomics).
+#[derive(Clone)]
+pub struct Shared {
+    pub cfg: Arc<Config>,
+    pub secret: DepotSecret,
+    /// Every shard's published figures (for STATUS from any core).
+    pub all_stats: Arc<Vec<Arc<ShardStats>>>,
+    /// Each shard's own port (index = shard).
+    pub ports: Arc<Vec<u16>>,
+    /// Maximum duration per resource, shared so ST_CHANGE applies depot-wide.
+    pub max_durations: Arc<Vec<std::sync::atomic::AtomicI64>>,
+}
+
+/// A shard.
+pub struct Shard {
+    pub idx: u16,
+    pub cfg: Arc<Config>,
+    pub secret: DepotSecret,
+    pub table: RefCell<Table>,
+    /// This shard's region of each resource, by resource index.
+    pub stores: Vec<Store>,
+    pub journal: Journal,
+    /// Runtime state of allocations with transfers or waiters (created on demand).
+    rts: RefCell<HashMap<u64, Rc<AllocRt>>>,
+    pub clock: Rc<dyn Clock>,
+    entropy: RefCell<Box<dyn Entropy>>,
+    pub stats: Arc<ShardStats>,
+    /// Every shard's published figures (for STATUS from any core).
+    pub all_stats: Arc<Vec<Arc<ShardStats>>>,
+    /// When the depot started (for STATUS VERSION uptime).
+    pub started: Instant,
+    /// Each shard's own port (index = shard); capabilities name the owner's port.
+    pub ports: Arc<Vec<u16>>,
+    /// Maximum duration per resource, shared by all shards so ST_CHANGE applies depot-wide.
+    pub shared_max_duration: Arc<Vec<std::sync::atomic::AtomicI64>>,
+}
+
+/// What opening a shard found, for the start-up log.
+#[derive(Debug)]
+pub struct OpenReport {
+    pub allocations: usize,
+    pub reaped: usize,
+    pub dropped_ram: usize,
+    pub journal: crate::journal::RecoveryReport,
+    pub took: Duration,
+}
+
+impl Shard {
+    /// Opens (or creates) the shard's stores and journal and replays it.
+    pub fn open(
+        idx: u16,
+        shared: &Shared,
+        clock: Rc<dyn Clock>,
+        entropy: Box<dyn Entropy>,
+    ) -> io::Result<(Shard, OpenReport)> {
+        let cfg = shared.cfg.clone();
+        let t0 = Instant::now();
+        let mut regions = Vec::new();
+        let mut stores = Vec::new();
+        for (i, r) in cfg.resources.iter().enumerate() {
+            let bytes = cfg.region_bytes(i);
+            let policy = ResourcePolicy {
+                max_duration_s: r.max_duration_s as i64,
+                max_alloc_bytes: r.max_alloc_bytes.unwrap_or(bytes).min(bytes),
+                admission_factor: r.admission_factor,
+                checksum_block_bytes: r.checksum_block_bytes,
+            };
+            regions.push(Region::new(policy, bytes));
+            stores.push(match &r.kind {
+                ResourceKind::Disk(dir) => {
+                    Store::open_disk(&region_path(dir, idx as usize), bytes)?
+                }
+                ResourceKind::Ram => Store::open_ram(bytes)?,
+            });
+        }
+        let mut table = Table::new(idx, regions);
+        let (journal, jreport) = Journal::recover(&cfg.meta_dir, idx, cfg.cores as u16, |rec| {
+            table.replay(rec).map_err(str::to_string)
+        })?;
+        let stats = shared.all_stats[idx as usize].clone();
+        let shard = Shard {
+            idx,
+            cfg,
+            secret: shared.secret.clone(),
+            table: RefCell::new(table),
+            stores,
+            journal,
+            rts: RefCell::new(HashMap::new()),
+            clock,
+            entropy: RefCell::new(entropy),
+            stats,
+            all_stats: shared.all_stats.clone(),
+            started: Instant::now(),
+            ports: shared.ports.clone(),
+            shared_max_duration: shared.max_durations.clone(),
+        };
+        let (reaped, dropped_ram) = shard.recover_space()?;
+        shard.publish();
+        let report = OpenReport {
+            allocations: shard.table.borrow().len(),
+            reaped,
+            dropped_ram,
+            journal: jreport,
+            took: t0.elapsed(),
+        };
+        Ok((shard, report))
+    }
+
+    /// After replay: drop RAM allocations (their bytes died with the process), reap expired
+    /// leases, and zero all free space and everything past each allocation's size, restoring
+    /// the invariant checksum.rs relies on even after a crash tore a write.
+    fn recover_space(&self) -> io::Result<(usize, usize)> {
+        let now = self.clock.now_unix_s();
+        let mut t = self.table.borrow_mut();
+        let volatile: Vec<u64> = t
+            .iter()
+            .filter(|a| matches!(self.cfg.resources[a.resource as usize].kind, ResourceKind::Ram))
+            .map(|a| a.id)
+            .collect();
+        let mut recs = Vec::new();
+        let mut nothing = |_: u16, _: Extent| {};
+        for id in &volatile {
+            recs.push(t.remove(*id, &mut nothing));
+        }
+        let expired = t.expired(now, usize::MAX);
+        for id in &expired {
+            recs.push(t.remove(*id, &mut nothing));
+        }
+        for (i, region) in t.regions.iter().enumerate() {
+            if matches!(self.cfg.resources[i].kind, ResourceKind::Ram) {
+                continue;
+            }
+            for run in region.extents.free_runs() {
+                self.stores[i].zero(run.start * BLOCK_BYTES, run.len * BLOCK_BYTES)?;
+            }
+        }
+        for a in t.iter() {
+            if matches!(self.cfg.resources[a.resource as usize].kind, ResourceKind::Disk(_)) {
+                self.stores[a.resource as usize]
+                    .zero(a.base_offset() + a.size, a.extent_bytes() - a.size)?;
+            }
+        }
+        drop(t);
+        if !recs.is_empty() {
+            self.journal.append(&recs, false);
+        }
+        Ok((expired.len(), volatile.len()))
+    }
+
+    /// Current maximum duration of resource `r` (ST_CHANGE may have moved it).
+    pub fn max_duration(&self, r: usize) -> i64 {
+        self.shared_max_duration[r].load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Copies depot-wide policy changes into this shard's table before a decision uses them.
+    pub fn sync_policies(&self) {
+        let mut t = self.table.borrow_mut();
+        for (i, region) in t.regions.iter_mut().enumerate() {
+            region.policy.max_duration_s = self.max_duration(i);
+        }
+    }
+
+    /// Fills `out` from the entropy seam (the OS CSPRNG in production).
+    pub fn fill_random(&self, out: &mut [u8]) {
+        self.entropy.borrow().fill(out);
+    }
+
+    /// Runtime state of allocation `id`.
+    pub fn rt(&self, id: u64) -> Rc<AllocRt> {
+        self.rts.borrow_mut().entry(id).or_default().clone()
+    }
+
+    /// Forgets idle runtime state of allocations that are gone.
+    fn prune_rts(&self) {
+        let t = self.table.borrow();
+        self.rts.borrow_mut().retain(|id, rt| t.get(*id).is_some() || rt.busy());
+    }
+
+    /// Zeroes an extent before it returns to the free list. A failure latches the store (the
+    /// space would otherwise leak old bytes into a new allocation's holes).
+    pub fn zero_extent(&self, resource: u16, e: Extent) {
+        let store = &self.stores[resource as usize];
+        if let Err(err) = store.zero(e.start * BLOCK_BYTES, e.len * BLOCK_BYTES) {
+            tracing::error!(shard = self.idx, cause = %err, "zeroing freed space failed");
+        }
+    }
+
+    /// Appends records and waits until they are written (and synced when `hard`).
+    pub async fn commit(&self, recs: &[Record], hard: bool) -> Result<(), String> {
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let seq = self.journal.append(recs, hard);
+        self.publish();
+        self.journal.wait(seq, hard).await
+    }
+
+    /// Whether acknowledgements for this allocation must wait for fdatasync.
+    pub fn needs_sync(&self, a: &Allocation) -> bool {
+        a.durability == Durability::Hard
+            && matches!(self.cfg.resources[a.resource as usize].kind, ResourceKind::Disk(_))
+    }
+
+    /// Deletes allocation `id` once no transfer holds it; returns false if it was already gone.
+    pub async fn delete(&self, id: u64) -> Result<bool, String> {
+        let rt = self.rt(id);
+        let _all = rt.lock(0..u64::MAX, true).await;
+        let rec = {
+            let mut t = self.table.borrow_mut();
+            if t.get(id).is_none() {
+                return Ok(false);
+            }
+            let mut zero = |r: u16, e: Extent| self.zero_extent(r, e);
+            t.remove(id, &mut zero)
+        };
+        self.commit(&[rec], false).await?;
+        Ok(true)
+    }
+
+    /// Publishes usage figures for STATUS on any core.
+    pub fn publish(&self) {
+        let t = self.table.borrow();
+        let mut counts = vec![0u64; t.regions.len()];
+        for a in t.iter() {
+            counts[a.resource as usize] += 1;
+        }
+        for (i, r) in t.regions.iter().enumerate() {
+            let u = &self.stats.usage[i];
+            stats::set(&u.capacity, r.capacity_bytes());
+            stats::set(&u.free, r.free_bytes());
+            stats::set(&u.hard, r.hard_bytes);
+            stats::set(&u.soft, r.soft_bytes);
+            stats::set(&u.allocations, counts[i]);
+        }
+    }
+
+    /// Syncs every store written since its last sync.
+    async fn sync_data(&self) -> Result<(), String> {
+        for s in &self.stores {
+            if s.is_dirty() {
+                s.sync().await.map_err(|e| format!("data sync failed: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The group-commit loop: one write (and at most one sync) per batch of appended records.
+    pub async fn run_committer(self: Rc<Self>) {
+        loop {
+            if !self.journal.has_pending() {
+                self.journal.wake.notified().await;
+                continue;
+            }
+            let r = if self.journal.wants_compaction() {
+                let snap = self.table.borrow().snapshot();
+                self.journal.compact(snap, || self.sync_data()).await
+            } else {
+                self.journal.commit_batch(|| self.sync_data()).await
+            };
+            if r.is_err() {
+                // The journal latched; waiters get the error. Nothing more can be acknowledged.
+                return;
+            }
+        }
+    }
+
+    /// Reaps expired leases once a second.
+    pub async fn run_reaper(self: Rc<Self>) {
+        loop {
+            ibp_io::time::sleep(REAP_INTERVAL).await;
+            let now = self.clock.now_unix_s();
+            let ids = self.table.borrow().expired(now, REAP_BATCH);
+            for id in ids {
+                if self.rts.borrow().get(&id).is_some_and(|rt| rt.busy()) {
+                    continue; // a transfer that began before expiry finishes first
+                }
+                match self.delete(id).await {
+                    Ok(true) => tracing::debug!(shard = self.idx, id, "lease expired"),
+                    Ok(false) => {}
+                    Err(e) => tracing::error!(shard = self.idx, cause = %e, "reaping failed"),
+                }
+            }
+            self.prune_rts();
+        }
+    }
+}

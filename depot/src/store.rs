@@ -1,0 +1,279 @@
+//! Where a shard's region of a resource keeps its bytes: an O_DIRECT file on disk, or anonymous
+//! memory; plus a fault-injecting wrapper for the storage-fault suite.
+//!
+//! Design: an enum rather than a trait object, because the methods are `async` (owned buffers
+//! through the ring) and there are only three kinds. Every store *latches* after a failed write
+//! or sync (STYLE.md 8): from then on writes are refused with the cause, reads go on, and a
+//! sync is never retried, because after a failed fsync the kernel may have dropped the dirty
+//! pages and a later success would lie.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use ibp_io::fs::{DmaFile, OpenMode};
+use ibp_io::{IoBuf, IoBufMut};
+
+/// One shard's region of one resource.
+pub struct Store {
+    backend: Backend,
+    /// Set by the first failed write or sync; the message says what failed.
+    latch: RefCell<Option<String>>,
+    /// Writes since the last sync, so group commit syncs only stores that need it.
+    dirty: Cell<bool>,
+    /// Region size in bytes.
+    len: u64,
+}
+
+enum Backend {
+    Disk(Rc<DmaFile>),
+    Ram(RefCell<memmap2::MmapMut>),
+    Faulty(Box<Store>, Rc<FaultPlan>),
+}
+
+/// Faults to inject, for tests: each counter fails the n-th call from now (0 = never).
+#[derive(Debug, Default)]
+pub struct FaultPlan {
+    pub fail_write_after: Cell<u64>,
+    pub fail_sync_after: Cell<u64>,
+    pub fail_read_after: Cell<u64>,
+}
+
+impl FaultPlan {
+    fn trip(counter: &Cell<u64>) -> bool {
+        match counter.get() {
+            0 => false,
+            1 => {
+                counter.set(0);
+                true
+            }
+            n => {
+                counter.set(n - 1);
+                false
+            }
+        }
+    }
+}
+
+fn injected(what: &str) -> io::Error {
+    io::Error::other(format!("injected {what} fault"))
+}
+
+impl Store {
+    /// Opens (creating and preallocating when needed) the region file `path` of `len` bytes.
+    pub fn open_disk(path: &Path, len: u64) -> io::Result<Store> {
+        let file = DmaFile::open(path, OpenMode { create: true, size_bytes: Some(len) })?;
+        Ok(Store::with(Backend::Disk(Rc::new(file)), len))
+    }
+
+    /// A RAM region of `len` bytes (zeroed anonymous memory).
+    pub fn open_ram(len: u64) -> io::Result<Store> {
+        let len_usize =
+            usize::try_from(len).map_err(|_| io::Error::other("RAM region too large"))?;
+        let map = memmap2::MmapOptions::new().len(len_usize).map_anon()?;
+        Ok(Store::with(Backend::Ram(RefCell::new(map)), len))
+    }
+
+    /// Wraps `inner` so that `plan` can make its calls fail.
+    pub fn faulty(inner: Store, plan: Rc<FaultPlan>) -> Store {
+        let len = inner.len;
+        Store::with(Backend::Faulty(Box::new(inner), plan), len)
+    }
+
+    fn with(backend: Backend, len: u64) -> Store {
+        Store { backend, latch: RefCell::new(None), dirty: Cell::new(false), len }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Why writes are refused, if they are.
+    pub fn latched(&self) -> Option<String> {
+        self.latch.borrow().clone()
+    }
+
+    fn set_latch(&self, why: String) {
+        let mut l = self.latch.borrow_mut();
+        if l.is_none() {
+            tracing::error!(cause = %why, "storage failure: this store refuses writes from now on");
+            *l = Some(why);
+        }
+    }
+
+    pub fn is_dirty(&self) -> bool {
+        self.dirty.get()
+    }
+
+    /// Reads `len` bytes at `off` into the start of `buf` (O_DIRECT alignment applies on disk).
+    pub async fn read<B: IoBufMut>(&self, buf: B, off: u64, len: usize) -> (io::Result<()>, B) {
+        match &self.backend {
+            Backend::Disk(f) => {
+                let (r, b) = f.read_at(buf, off, len).await;
+                let r = r.and_then(|n| {
+                    if n == len {
+                        Ok(())
+                    } else {
+                        Err(io::Error::new(
+                            io::ErrorKind::UnexpectedEof,
+                            "short read inside region",
+                        ))
+                    }
+                });
+                (r, b)
+            }
+            Backend::Ram(map) => {
+                let mut buf = buf;
+                if len > buf.bytes_total() {
+                    return (Err(io::Error::other("read longer than the buffer")), buf);
+                }
+                let r = ram_range(off, len, self.len).map(|range| {
+                    let map = map.borrow();
+                    // SAFETY: len ≤ bytes_total was checked just above.
+                    unsafe { ram_copy_into(&mut buf, &map[range]) };
+                });
+                (r, buf)
+            }
+            Backend::Faulty(inner, plan) => {
+                if FaultPlan::trip(&plan.fail_read_after) {
+                    return (Err(injected("read")), buf);
+                }
+                Box::pin(inner.read(buf, off, len)).await
+            }
+        }
+    }
+
+    /// Writes `buf[range]` at `off`. Refused once the store has latched; a failure latches it.
+    pub async fn write<B: IoBuf>(
+        &self,
+        buf: B,
+        off: u64,
+        range: std::ops::Range<usize>,
+    ) -> (io::Result<()>, B) {
+        if let Some(why) = self.latched() {
+            return (
+                Err(io::Error::other(format!(
+                    "store refuses writes after an earlier failure: {why}"
+                ))),
+                buf,
+            );
+        }
+        let (r, b) = match &self.backend {
+            Backend::Disk(f) => {
+                let (r, b) = f.write_at(buf, off, range).await;
+                (r.map(|_| ()), b)
+            }
+            Backend::Ram(map) => {
+                let r = ram_range(off, range.len(), self.len).and_then(|dst| {
+                    if range.end > buf.bytes_init() {
+                        return Err(io::Error::other("write range past the buffer"));
+                    }
+                    // SAFETY: range lies inside the initialised bytes of buf.
+                    let src = unsafe {
+                        std::slice::from_raw_parts(buf.stable_ptr().add(range.start), range.len())
+                    };
+                    map.borrow_mut()[dst].copy_from_slice(src);
+                    Ok(())
+                });
+                (r, buf)
+            }
+            Backend::Faulty(inner, plan) => {
+                if FaultPlan::trip(&plan.fail_write_after) {
+                    (Err(injected("write")), buf)
+                } else {
+                    Box::pin(inner.write(buf, off, range)).await
+                }
+            }
+        };
+        match &r {
+            Ok(()) => self.dirty.set(true),
+            Err(e) => self.set_latch(format!("write failed: {e}")),
+        }
+        (r, b)
+    }
+
+    /// Makes written data durable (fdatasync). A failure latches the store; never retried.
+    pub async fn sync(&self) -> io::Result<()> {
+        if let Some(why) = self.latched() {
+            return Err(io::Error::other(format!("store latched: {why}")));
+        }
+        self.dirty.set(false);
+        let r = match &self.backend {
+            Backend::Disk(f) => f.fdatasync().await,
+            Backend::Ram(_) => Ok(()),
+            Backend::Faulty(inner, plan) => {
+                if FaultPlan::trip(&plan.fail_sync_after) {
+                    Err(injected("sync"))
+                } else {
+                    Box::pin(inner.sync()).await
+                }
+            }
+        };
+        if let Err(e) = &r {
+            self.set_latch(format!("sync failed: {e}"));
+        }
+        r
+    }
+
+    /// Zeroes `[off, off + len)` so freed space and the space past an allocation's size read as
+    /// zeros (see checksum.rs). Synchronous: on disk it is a metadata operation
+    /// (FALLOC_FL_ZERO_RANGE), in RAM a memset.
+    pub fn zero(&self, off: u64, len: u64) -> io::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        match &self.backend {
+            Backend::Disk(f) => {
+                let (Ok(o), Ok(l)) = (libc::off_t::try_from(off), libc::off_t::try_from(len))
+                else {
+                    return Err(io::Error::other("zero range out of bounds"));
+                };
+                let mode = libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE;
+                // SAFETY: plain syscall on an fd we own.
+                let rc = unsafe { libc::fallocate(f.as_raw_fd(), mode, o, l) };
+                if rc != 0 {
+                    return Err(io::Error::last_os_error());
+                }
+                Ok(())
+            }
+            Backend::Ram(map) => {
+                let r = ram_range(off, len as usize, self.len)?;
+                map.borrow_mut()[r].fill(0);
+                Ok(())
+            }
+            Backend::Faulty(inner, _) => inner.zero(off, len),
+        }
+    }
+}
+
+fn ram_range(off: u64, len: usize, region: u64) -> io::Result<std::ops::Range<usize>> {
+    let end = off.checked_add(len as u64).filter(|&e| e <= region);
+    match end {
+        Some(e) => Ok(off as usize..e as usize),
+        None => Err(io::Error::other("access past the end of the RAM region")),
+    }
+}
+
+/// Copies `src` to the start of `buf` and marks it initialised.
+///
+/// # Safety
+/// `src.len()` must not exceed `buf.bytes_total()`.
+unsafe fn ram_copy_into<B: IoBufMut>(buf: &mut B, src: &[u8]) {
+    debug_assert!(src.len() <= buf.bytes_total());
+    // SAFETY: the destination holds bytes_total ≥ src.len() bytes and does not overlap src.
+    unsafe {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), buf.stable_mut_ptr(), src.len());
+        buf.set_init(src.len());
+    }
+}
+
+/// Path of shard `shard`'s region file in a disk resource directory.
+pub fn region_path(dir: &Path, shard: usize) -> PathBuf {
+    dir.join(format!("shard-{shard}.data"))
+}
