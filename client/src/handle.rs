@@ -9,7 +9,7 @@ use crate::conn::Conn;
 use crate::depot::{encode, Depot};
 use crate::error::{Error, Result};
 use crate::proto::capability::{CapKind, Capability};
-use crate::proto::reply::{self, ProbeReply};
+use crate::proto::reply::{self, ProbeReply, ReplyError};
 use crate::proto::request::{Manage, ManageOp, RangeIo, Reliability, Request, Store};
 
 /// Piece size for streaming variants: what is held in memory at once.
@@ -181,7 +181,12 @@ impl<'a> CapHandle<'a> {
         Ok(done)
     }
 
-    fn manage(&self, op: ManageOp, idempotent: bool) -> Result<Vec<u8>> {
+    fn manage<T>(
+        &self,
+        op: ManageOp,
+        idempotent: bool,
+        parse: fn(&[u8]) -> Result<T, ReplyError>,
+    ) -> Result<T> {
         let req = Request::Manage(Manage {
             version: 1,
             key: self.cap.key_ref(),
@@ -192,29 +197,26 @@ impl<'a> CapHandle<'a> {
         let line = encode(&req);
         self.depot.call(self.depot.config().op_timeout, idempotent, |conn| {
             conn.send(&line)?;
-            conn.read_line()
+            conn.read_reply(parse)
         })
     }
 
     /// MANAGE PROBE: sizes, reference counts, lease left. ACCRE needs the manage cap; LoCI
     /// (and our depot) also accept the read or write cap.
     pub fn probe(&self) -> Result<ProbeReply> {
-        let line = self.manage(ManageOp::Probe { captype: self.cap.kind.captype() }, true)?;
-        reply::parse_probe(&line).map_err(Error::from)
+        self.manage(ManageOp::Probe { captype: self.cap.kind.captype() }, true, reply::parse_probe)
     }
 
     /// MANAGE INCR of the `which` reference count (read or write).
     pub fn incr(&self, which: CapKind) -> Result<()> {
         self.need(CapKind::Manage)?;
-        let line = self.manage(ManageOp::Incr { captype: which.captype() }, false)?;
-        reply::parse_ok(&line).map_err(Error::from)
+        self.manage(ManageOp::Incr { captype: which.captype() }, false, reply::parse_ok)
     }
 
     /// MANAGE DECR of the `which` count; LStore's "remove" is `decr(CapKind::Read)`.
     pub fn decr(&self, which: CapKind) -> Result<()> {
         self.need(CapKind::Manage)?;
-        let line = self.manage(ManageOp::Decr { captype: which.captype() }, false)?;
-        reply::parse_ok(&line).map_err(Error::from)
+        self.manage(ManageOp::Decr { captype: which.captype() }, false, reply::parse_ok)
     }
 
     /// MANAGE CHNG: new max size, lease (relative seconds; `None` = unchanged) and
@@ -232,16 +234,14 @@ impl<'a> CapHandle<'a> {
             duration_s: duration_s.unwrap_or(-1),
             reliability: reliability.map_or(-1, Reliability::code),
         };
-        let line = self.manage(op, true)?;
-        reply::parse_ok(&line).map_err(Error::from)
+        self.manage(op, true, reply::parse_ok)
     }
 
     /// MANAGE TRUNCATE: sets max size (and size, if larger).
     pub fn truncate(&self, max_size: u64) -> Result<()> {
         self.need(CapKind::Manage)?;
-        let line =
-            self.manage(ManageOp::Truncate { max_size: to_i64(max_size, "max size")? }, true)?;
-        reply::parse_ok(&line).map_err(Error::from)
+        let op = ManageOp::Truncate { max_size: to_i64(max_size, "max size")? };
+        self.manage(op, true, reply::parse_ok)
     }
 }
 
