@@ -106,6 +106,9 @@ fn calls_round_trip_against_the_depot() {
     let r = read_depot.handle(&caps.read);
     assert_eq!(r.load(0, 11).expect("load"), b"Jello world");
 
+    let pieces = r.load_many(&[(6, 5), (0, 1), (1, 4)]).expect("pipelined loads");
+    assert_eq!(pieces, vec![b"world".to_vec(), b"J".to_vec(), b"ello".to_vec()]);
+
     let m = read_depot.handle(&caps.manage);
     let p = m.probe().expect("probe");
     assert_eq!((p.size, p.max_size, p.reliability), (11, 1 << 20, 2));
