@@ -30,19 +30,35 @@ impl DepotProcess {
             PathBuf::from("/var/tmp").join(format!("ibp-cli-e2e-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("data dir");
+        // Small capacity: the depot preallocates its region, and test machines are shared.
+        let config = dir.join("depot.toml");
+        let toml = format!(
+            "[[resource]]\nkind = \"disk\"\npath = \"{}\"\ncapacity = \"256MiB\"\n",
+            dir.join("disk").display()
+        );
+        std::fs::write(&config, toml).expect("config file");
         let mut child = Command::new(binary("ibp-depot", "IBP_DEPOT_BIN"))
             .args(["--listen", "127.0.0.1:0", "--cores", "2", "--data"])
             .arg(dir.join("disk"))
+            .arg("--config")
+            .arg(&config)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("depot.log")).expect("log file"))
             .spawn()
             .expect("start ibp-depot");
+        let stdout = child.stdout.take().expect("stdout");
+        // From here on, Drop kills the process and removes the directory even on panic.
+        let mut proc = DepotProcess { child, addr: String::new(), dir };
         let mut first = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut first)
-            .expect("depot prints its address");
-        let addr = first.trim().strip_prefix("listening on ").expect("address line").to_owned();
-        DepotProcess { child, addr, dir }
+        BufReader::new(stdout).read_line(&mut first).expect("depot prints its address");
+        match first.trim().strip_prefix("listening on ") {
+            Some(addr) => proc.addr = addr.to_owned(),
+            None => {
+                let log = std::fs::read_to_string(proc.dir.join("depot.log")).unwrap_or_default();
+                panic!("depot did not start: {first:?}\n{log}");
+            }
+        }
+        proc
     }
 }
 
