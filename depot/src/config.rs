@@ -234,7 +234,10 @@ fn resolve_resource(i: usize, r: &ResourceSection, cores: usize) -> Result<Resou
         Some(c) => c,
         None => match &kind {
             ResourceKind::Disk(p) => {
-                let free = ibp_io::probe::free_space(p).map_err(|e| {
+                // The directory may not exist yet (it is created at start-up): ask its nearest
+                // existing ancestor, which is on the same filesystem.
+                let existing = p.ancestors().find(|a| a.exists()).unwrap_or(Path::new("/"));
+                let free = ibp_io::probe::free_space(existing).map_err(|e| {
                     format!("{}: cannot read free space of {}: {e}", field("path"), p.display())
                 })?;
                 DEFAULT_DISK_CAPACITY_BYTES.min(free / 2)
