@@ -59,7 +59,8 @@ pub async fn run(
             tracing::debug!(shard = shard.idx, cause = %e, "store cut short by the client");
             // A client that stalled past the deadline gets ACCRE's close notice; one that is
             // gone does not read it, and the send just fails.
-            let next = if e.kind() == std::io::ErrorKind::TimedOut { Next::Close } else { Next::Drop };
+            let next =
+                if e.kind() == std::io::ErrorKind::TimedOut { Next::Close } else { Next::Drop };
             (next, false)
         }
         Err(Failure::Storage(e)) => {
