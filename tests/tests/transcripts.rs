@@ -80,10 +80,7 @@ const CASES: &[(&str, Case)] = &[
 
 /// Cases that fail because of a depot bug (name, what); skipped by `transcripts` and run by
 /// their own ignored test.
-const KNOWN_BUGS: &[(&str, &str)] = &[(
-    "store_deadline_close_notice",
-    "a STORE whose payload misses its deadline is closed without the -66 notice",
-)];
+const KNOWN_BUGS: &[(&str, &str)] = &[];
 
 fn main_depot() -> Depot {
     Depot::start(DepotOpts { ram_resource: true, ..Default::default() })
@@ -775,9 +772,3 @@ fn err_idle(r: &mut Runner, d: &Depot) {
 
 // ---------------------------------------------------------------------------------------------
 // Known depot bugs: each runs the failing case alone, so `cargo test -- --ignored` shows it.
-
-#[test]
-#[ignore = "depot bug: a STORE whose payload misses its deadline is closed without the -66 notice"]
-fn known_bug_store_deadline_close_notice() {
-    run_one("store_deadline_close_notice");
-}
