@@ -382,29 +382,10 @@ fn overwriter(start: Vec<(Caps, Vec<u8>)>, seed: u64, targets: &[SocketAddr]) ->
         let offset = rng.range(0, (OVERWRITE_ALLOC_BYTES - len) as u64) as usize;
         let mut data = vec![0u8; len];
         rng.fill(&mut data);
-        let header = format!("1 13 {} {offset} {len} {T}\n", img.caps.write.wire());
         let result = if rng.chance(1, 2) {
             try_write(&mut raw, &img.caps.write, offset as u64, &data)
         } else {
-            let mut req = header.into_bytes();
-            req.extend_from_slice(&data);
-            raw.try_send(&req)
-                .map_err(|e| Fail::Cut { got: Vec::new(), why: e.to_string() })
-                .and_then(|()| {
-                    let ack = raw
-                        .try_line()
-                        .map_err(|e| Fail::Cut { got: Vec::new(), why: format!("{e:?}") })?;
-                    if tokens(&ack) != ["1"] {
-                        return Err(Fail::Garbled(ack));
-                    }
-                    let done = raw
-                        .try_line()
-                        .map_err(|e| Fail::Cut { got: Vec::new(), why: format!("{e:?}") })?;
-                    match tokens(&done).as_slice() {
-                        ["1", n] => n.parse().map_err(|_| Fail::Garbled(done.clone())),
-                        _ => Err(Fail::Garbled(done)),
-                    }
-                })
+            try_write_pipelined(&mut raw, &img.caps.write, offset as u64, &data)
         };
         match result {
             Ok(n) if n == len as u64 => {
@@ -480,5 +461,61 @@ fn check_image(d: &Depot, img: &Image, tally: &mut BlockTally) {
             );
             tally.bad += 1;
         }
+    }
+}
+
+/// A WRITE whose header and first half of its payload have arrived when the depot is killed:
+/// the blocks it touches still load (old or new bytes inside the write's range).
+#[test]
+fn kill9_mid_write_payload_keeps_block_readable() {
+    let mut d = Depot::start(DepotOpts::default());
+    let mut raw = Raw::connect(d.addr());
+    let caps = allocate(&mut raw, OVERWRITE_ALLOC_BYTES as u64, 3600, true);
+    let old = pattern(1, OVERWRITE_ALLOC_BYTES);
+    store(&mut raw, &caps.write, &old);
+    let (offset, len) = (70_000usize, 20_000usize);
+    let new = pattern(2, len);
+    raw.send(format!("1 13 {} {offset} {len} 30\n", caps.write.wire()).as_bytes());
+    assert_eq!(tokens(&raw.line()), ["1"], "WRITE ack");
+    raw.send(&new[..len / 2]);
+    thread::sleep(Duration::from_millis(300));
+    d.kill9();
+    d.restart();
+    let img = Image { caps, bytes: old, in_flight: Some((offset, new)) };
+    let mut blocks = BlockTally::default();
+    check_image(&d, &img, &mut blocks);
+    assert_eq!((blocks.torn_lost, blocks.clean_lost, blocks.bad), (0, 0, 0), "{blocks:?}");
+}
+
+/// The torn-block hazard in its simplest form: one 20 000-byte WRITE inside 256 KiB of
+/// acknowledged data, fully sent, and the depot killed 0-3 ms later, before its reply. Tried up
+/// to 30 times; every block must load each time.
+#[test]
+#[ignore = "depot bug: a WRITE whose payload arrived but was not acknowledged when kill -9 hit leaves its 64 KiB checksum blocks answering -63"]
+fn kill9_right_after_write_payload_keeps_blocks_readable() {
+    let mut d = Depot::start(DepotOpts::default());
+    let mut rng = Rng::new(7);
+    for attempt in 0..30 {
+        let mut raw = Raw::connect(d.addr());
+        let caps = allocate(&mut raw, OVERWRITE_ALLOC_BYTES as u64, 3600, true);
+        let old = pattern(attempt, OVERWRITE_ALLOC_BYTES);
+        store(&mut raw, &caps.write, &old);
+        let (offset, len) = (70_000usize, 20_000usize);
+        let new = pattern(1000 + attempt, len);
+        let mut req = format!("1 13 {} {offset} {len} 30\n", caps.write.wire()).into_bytes();
+        req.extend_from_slice(&new);
+        raw.send(&req);
+        thread::sleep(Duration::from_micros(rng.range(0, 3000)));
+        d.kill9();
+        let said = String::from_utf8_lossy(&raw.expect_closed()).into_owned();
+        d.restart();
+        let img = Image { caps, bytes: old, in_flight: Some((offset, new)) };
+        let mut blocks = BlockTally::default();
+        check_image(&d, &img, &mut blocks);
+        assert_eq!(
+            (blocks.torn_lost, blocks.clean_lost, blocks.bad),
+            (0, 0, 0),
+            "attempt {attempt}: `1 13 <wkey> <tk> {offset} {len} 30` + payload, killed before its reply (it had said {said:?}): {blocks:?}"
+        );
     }
 }
