@@ -204,6 +204,13 @@ impl Shard {
         self.rts.borrow_mut().entry(id).or_default().clone()
     }
 
+    /// Marks the allocations that transfers are using, so soft revocation passes them by.
+    pub fn pin_busy(&self) {
+        let busy =
+            self.rts.borrow().iter().filter(|(_, rt)| rt.busy()).map(|(id, _)| *id).collect();
+        self.table.borrow_mut().pinned = busy;
+    }
+
     /// Forgets idle runtime state of allocations that are gone.
     fn prune_rts(&self) {
         let t = self.table.borrow();
