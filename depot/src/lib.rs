@@ -13,6 +13,7 @@
 //! * `store` — O_DIRECT file, RAM and fault-injecting storage for a shard's region.
 //! * `datapath` — how a transfer is cut into whole-checksum-block chunks.
 //! * `checksum` — CRC32 per checksum block.
+//! * `digest` — MD5/SHA digests for network checksum framing and per-allocation disk digests.
 //! * `extent` — 4 KiB-block extent allocator.
 //! * `keys` — capability keys, shard routing, keyed digests.
 //! * `lock` — per-allocation block locks and server-sync wake-ups.
@@ -24,6 +25,7 @@ pub mod cmd;
 pub mod config;
 pub mod conn;
 pub mod datapath;
+pub mod digest;
 pub mod extent;
 pub mod journal;
 pub mod keys;

@@ -40,7 +40,13 @@ pub async fn run(ctx: &mut Ctx<'_>, req: Allocate) -> (Next, bool) {
         return reply_error(ctx.conn, ErrorCode::InvalidParameter, Next::Continue).await;
     }
     let areq =
-        AllocRequest { resource, durability, duration_s: req.duration_s, size: req.size as u64 };
+        AllocRequest {
+        resource,
+        durability,
+        duration_s: req.duration_s,
+        size: req.size as u64,
+        digest: None,
+    };
     let now = shard.clock.now_unix_s();
     shard.sync_policies();
     let granted = {

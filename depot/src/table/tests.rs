@@ -31,7 +31,7 @@ fn counter_fill() -> impl FnMut(&mut [u8]) {
 }
 
 fn req(d: Durability, size: u64, duration_s: i64) -> AllocRequest {
-    AllocRequest { resource: 0, durability: d, duration_s, size }
+    AllocRequest { resource: 0, durability: d, duration_s, size, digest: None }
 }
 
 #[test]
