@@ -15,6 +15,7 @@
 //! * `checksum` — CRC32 per checksum block.
 //! * `digest` — MD5/SHA digests for network checksum framing and per-allocation disk digests.
 //! * `extent` — 4 KiB-block extent allocator.
+//! * `netsum` — network checksum framing of the `_CHKSUM` data commands (state machine).
 //! * `keys` — capability keys, shard routing, keyed digests.
 //! * `lock` — per-allocation block locks and server-sync wake-ups.
 //! * `stats` — counters and latency histograms for STATUS.
@@ -30,6 +31,7 @@ pub mod extent;
 pub mod journal;
 pub mod keys;
 pub mod lock;
+pub mod netsum;
 pub mod server;
 pub mod shard;
 pub mod stats;

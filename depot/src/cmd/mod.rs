@@ -3,8 +3,10 @@
 //!
 //! # Layout
 //! * `allocate` — ALLOCATE (1).
-//! * `store` — STORE (2) and WRITE (13): the bulk write path.
-//! * `load` — LOAD (8): the bulk read path, with server sync.
+//! * `store` — STORE (2/28) and WRITE (13/27): the bulk write path, network checksums.
+//! * `load` — LOAD (8/24): the bulk read path, with server sync and network checksums.
+//! * `vec_write` — VEC_WRITE (33/34): scatter write over `store`'s path.
+//! * `vec_read` — VEC_READ (35/36): gather read over `load`'s path.
 //! * `manage` — MANAGE (9): PROBE, INCR, DECR, CHNG, TRUNCATE.
 //! * `status` — STATUS (4): INQ (v0 and v1), RES, VERSION, CHANGE.
 
@@ -13,14 +15,18 @@ pub mod load;
 pub mod manage;
 pub mod status;
 pub mod store;
+pub mod vec_read;
+pub mod vec_write;
 
 use std::rc::Rc;
 use std::time::Duration;
 
+use ibp_client::proto::request::{ChksumSpec, IoSpan};
 use ibp_client::proto::{ErrorCode, KeyRef, Request};
 
 use crate::allocation::Durability;
 use crate::conn::Conn;
+use crate::digest::DigestKind;
 use crate::keys::KeyKind;
 use crate::shard::Shard;
 
@@ -50,9 +56,19 @@ pub fn server_sync(timeout_s: i64) -> Duration {
 pub async fn dispatch(ctx: &mut Ctx<'_>, req: Request) -> (Next, bool) {
     match req {
         Request::Allocate(r) => allocate::run(ctx, r).await,
-        Request::Store(r) => store::run(ctx, &r.key, None, r.len, r.timeout_s).await,
-        Request::Write(r) => store::run(ctx, &r.key, Some(r.offset), r.len, r.timeout_s).await,
-        Request::Load(r) => load::run(ctx, &r.key, r.offset, r.len, r.timeout_s).await,
+        Request::Store(r) => {
+            store::run(ctx, &r.key, store::Target::Append(r.len), r.chksum, r.timeout_s).await
+        }
+        Request::Write(r) => {
+            let span = vec![IoSpan { offset: r.offset, len: r.len }];
+            store::run(ctx, &r.key, store::Target::Spans(span), r.chksum, r.timeout_s).await
+        }
+        Request::Load(r) => {
+            let span = [IoSpan { offset: r.offset, len: r.len }];
+            load::run(ctx, &r.key, &span, r.chksum, r.timeout_s).await
+        }
+        Request::VecWrite(r) => vec_write::run(ctx, r).await,
+        Request::VecRead(r) => vec_read::run(ctx, r).await,
         Request::Manage(r) => manage::run(ctx, r).await,
         Request::Status(r) => status::run(ctx, r).await,
         // Parsed but not served yet by this depot: answered as an unknown function, which
@@ -88,15 +104,32 @@ pub struct View {
     pub size: u64,
     pub max_size: u64,
     pub durability: Durability,
+    /// The allocation's checksum block (its own with disk digests, else the resource's).
     pub checksum_block: u64,
     pub sync: bool,
+    /// Disk digest kind chosen at ALLOCATE_CHKSUM, computed while writing.
+    pub digest: Option<DigestKind>,
+    /// Set when the key was an alias's with a window: `(offset, len)` in allocation offsets
+    /// that every access must stay inside, and no appends.
+    pub window: Option<(u64, u64)>,
 }
 
-/// Finds the live allocation `key` grants `kind` on, or answers why not.
+/// Finds the live allocation `key` grants `kind` on, or answers why not. Read and write keys
+/// of aliases are accepted too (the view then carries the alias window); manage keys of
+/// aliases are only for ALIAS_MANAGE.
 pub fn lookup(shard: &Shard, kind: KeyKind, key: &KeyRef) -> Result<View, ErrorCode> {
     let now = shard.clock.now_unix_s();
     let t = shard.table.borrow();
-    let a = t.find(&shard.secret, kind, &key.key, now).map_err(|_| ErrorCode::CapNotFound)?;
+    let (a, window) = match t.find(&shard.secret, kind, &key.key, now) {
+        Ok(a) => (a, None),
+        Err(_) if kind != KeyKind::Manage => {
+            let (al, a) = t
+                .find_alias(&shard.secret, kind, &key.key, now)
+                .map_err(|_| ErrorCode::CapNotFound)?;
+            (a, al.window)
+        }
+        Err(_) => return Err(ErrorCode::CapNotFound),
+    };
     if let Some(rid) = &key.rid {
         let own = &shard.cfg.resources[a.resource as usize].rid;
         // LoCI sends keys without a RID and ACCRE clients send the one in the capability;
@@ -113,9 +146,33 @@ pub fn lookup(shard: &Shard, kind: KeyKind, key: &KeyRef) -> Result<View, ErrorC
         size: a.size,
         max_size: a.max_size,
         durability: a.durability,
-        checksum_block: t.regions[a.resource as usize].policy.checksum_block_bytes,
+        checksum_block: a.block_bytes(t.regions[a.resource as usize].policy.checksum_block_bytes),
         sync: shard.needs_sync(a),
+        digest: a.disk_digests.as_ref().map(|d| d.kind),
+        window,
     })
+}
+
+/// Whether `[off, end)` lies inside the view's window (always, without one).
+pub fn in_window(v: &View, off: u64, end: u64) -> bool {
+    v.window.is_none_or(|(w_off, w_len)| off >= w_off && end <= w_off.saturating_add(w_len))
+}
+
+/// Validates the `cstype blocksize` of a `_CHKSUM` data command: the digest kind and network
+/// block size, `None` for plain framing (no spec, or type NONE). Unknown types answer −64; a
+/// block size outside 1..=one transfer buffer answers −65 (the writer verifies a whole network
+/// block before any of it reaches disk, so a block must fit in the bytes it holds back).
+pub fn net_spec(
+    shard: &Shard,
+    chksum: Option<ChksumSpec>,
+) -> Result<Option<(DigestKind, u64)>, ErrorCode> {
+    let Some(spec) = chksum else { return Ok(None) };
+    let kind = DigestKind::from_wire(spec.cstype).map_err(|()| ErrorCode::ChksumType)?;
+    let Some(kind) = kind else { return Ok(None) };
+    if spec.blocksize <= 0 || spec.blocksize as u64 > shard.cfg.buffer_bytes {
+        return Err(ErrorCode::ChksumBlocksize);
+    }
+    Ok(Some((kind, spec.blocksize as u64)))
 }
 
 /// Which shard a request's key routes to, if it carries one.
