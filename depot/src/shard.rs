@@ -234,6 +234,11 @@ impl Shard {
             && matches!(self.cfg.resources[a.resource as usize].kind, ResourceKind::Disk(_))
     }
 
+    /// Whether resource `r` is on disk (hard allocations there need fdatasync).
+    pub fn is_disk(&self, r: u16) -> bool {
+        matches!(self.cfg.resources[r as usize].kind, ResourceKind::Disk(_))
+    }
+
     /// Deletes allocation `id` once no transfer holds it; returns false if it was already gone.
     pub async fn delete(&self, id: u64) -> Result<bool, String> {
         let rt = self.rt(id);

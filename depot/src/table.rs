@@ -529,5 +529,7 @@ impl MetaChange {
 
 mod ext;
 
+pub use ext::MergeError;
+
 #[cfg(test)]
 mod tests;

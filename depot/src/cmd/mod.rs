@@ -2,7 +2,15 @@
 //! `ibp_client::proto`), validate, apply, reply.
 //!
 //! # Layout
-//! * `allocate` — ALLOCATE (1).
+//! * `allocate` — ALLOCATE (1) and ALLOCATE_CHKSUM (29): disk digest choice.
+//! * `alias_allocate` — ALIAS_ALLOCATE (14): windowed capabilities onto an allocation.
+//! * `alias_manage` — ALIAS_MANAGE (15): PROBE, INCR, DECR, CHNG of an alias.
+//! * `rename` — RENAME (16): new capabilities, old ones retired.
+//! * `phoebus_send` — PHOEBUS_SEND (17/26): the route rule (no Phoebus transport here).
+//! * `split_allocate` — SPLIT_ALLOCATE (18/30): carve a child from a master's free space.
+//! * `merge_allocate` — MERGE_ALLOCATE (19): give a child's space back.
+//! * `get_chksum` — GET_CHKSUM (31): stored disk digests.
+//! * `validate_chksum` — VALIDATE_CHKSUM (32): re-read and count bad blocks.
 //! * `store` — STORE (2/28) and WRITE (13/27): the bulk write path, network checksums.
 //! * `load` — LOAD (8/24): the bulk read path, with server sync and network checksums.
 //! * `vec_write` — VEC_WRITE (33/34): scatter write over `store`'s path.
@@ -10,11 +18,19 @@
 //! * `manage` — MANAGE (9): PROBE, INCR, DECR, CHNG, TRUNCATE.
 //! * `status` — STATUS (4): INQ (v0 and v1), RES, VERSION, CHANGE.
 
+pub mod alias_allocate;
+pub mod alias_manage;
 pub mod allocate;
+pub mod get_chksum;
 pub mod load;
 pub mod manage;
+pub mod merge_allocate;
+pub mod phoebus_send;
+pub mod rename;
+pub mod split_allocate;
 pub mod status;
 pub mod store;
+pub mod validate_chksum;
 pub mod vec_read;
 pub mod vec_write;
 
@@ -22,7 +38,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use ibp_client::proto::request::{ChksumSpec, IoSpan};
-use ibp_client::proto::{ErrorCode, KeyRef, Request};
+use ibp_client::proto::{reply, CapKind, Capability, ErrorCode, KeyRef, Request};
 
 use crate::allocation::Durability;
 use crate::conn::Conn;
@@ -69,12 +85,51 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, req: Request) -> (Next, bool) {
         }
         Request::VecWrite(r) => vec_write::run(ctx, r).await,
         Request::VecRead(r) => vec_read::run(ctx, r).await,
+        Request::AliasAllocate(r) => alias_allocate::run(ctx, r).await,
+        Request::AliasManage(r) => alias_manage::run(ctx, r).await,
+        Request::Rename(r) => rename::run(ctx, r).await,
+        Request::PhoebusSend(r) => phoebus_send::run(ctx, r).await,
+        Request::SplitAllocate(r) => split_allocate::run(ctx, r).await,
+        Request::MergeAllocate(r) => merge_allocate::run(ctx, r).await,
+        Request::GetChksum(r) => get_chksum::run(ctx, r).await,
+        Request::ValidateChksum(r) => validate_chksum::run(ctx, r).await,
         Request::Manage(r) => manage::run(ctx, r).await,
         Request::Status(r) => status::run(ctx, r).await,
         // Parsed but not served yet by this depot: answered as an unknown function, which
         // every client treats as "not supported here".
         _ => reply_error(ctx.conn, ErrorCode::UnknownFunction, Next::Continue).await,
     }
+}
+
+/// Typekey of capabilities issued by ALIAS_ALLOCATE and RENAME (ACCRE `handle_commands.c`).
+pub const ALIAS_TYPEKEY: &str = "3862277";
+
+/// `1 <read> <write> <manage> \n` for three fresh keys on `resource`, naming the host the
+/// client reached (or the configured public host) and this shard's own port.
+pub fn caps_line(
+    ctx: &Ctx<'_>,
+    resource: u16,
+    keys: &[String; 3],
+    typekey: &str,
+) -> Result<Vec<u8>, ErrorCode> {
+    let shard = ctx.shard;
+    let host = match &shard.cfg.public_host {
+        Some(h) => h.clone(),
+        None => ctx.conn.local.ip().to_string(),
+    };
+    let port = shard.ports[shard.idx as usize];
+    let rid = &shard.cfg.resources[resource as usize].rid;
+    let kinds = [CapKind::Read, CapKind::Write, CapKind::Manage];
+    let mut caps = Vec::with_capacity(3);
+    for (key, kind) in keys.iter().zip(kinds) {
+        let cap = Capability::new(host.clone(), port, rid.clone(), key.clone(), typekey, kind)
+            .map_err(|_| ErrorCode::Internal)?;
+        caps.push(cap);
+    }
+    let caps: [Capability; 3] = caps.try_into().map_err(|_| ErrorCode::Internal)?;
+    let mut out = Vec::with_capacity(400);
+    reply::caps(&mut out, &caps);
+    Ok(out)
 }
 
 /// Sends an error and returns `(next, false)`; a failed send drops the connection.
