@@ -138,7 +138,7 @@ mod tests {
         f.mark_preverified(50);
         assert_eq!(f.next_take(1000), 50);
         assert!(!f.absorb(&payload[150..200]));
-        assert_eq!(f.next_take(1000), 100);
+        assert_eq!(f.next_take(1000), 200, "bounded by the block, not the payload");
         assert!(f.absorb(&payload[200..]));
         assert!(!f.verify(b"00"));
     }

@@ -107,7 +107,7 @@ impl Shard {
             });
         }
         let mut table = Table::new(idx, regions);
-        let (journal, jreport) = Journal::recover(&cfg.meta_dir, idx, cfg.cores as u16, |rec| {
+        let (journal, jreport) = Journal::recover(&cfg.meta_dir, idx, cfg.cores as u16, cfg.journal_bytes, |rec| {
             table.replay(rec).map_err(str::to_string)
         })?;
         let stats = shared.all_stats[idx as usize].clone();
@@ -306,19 +306,33 @@ impl Shard {
     pub async fn run_reaper(self: Rc<Self>) {
         loop {
             ibp_io::time::sleep(REAP_INTERVAL).await;
-            let now = self.clock.now_unix_s();
-            let ids = self.table.borrow().expired(now, REAP_BATCH);
-            for id in ids {
-                if self.rts.borrow().get(&id).is_some_and(|rt| rt.busy()) {
-                    continue; // a transfer that began before expiry finishes first
-                }
-                match self.delete(id).await {
-                    Ok(true) => tracing::debug!(shard = self.idx, id, "lease expired"),
-                    Ok(false) => {}
-                    Err(e) => tracing::error!(shard = self.idx, cause = %e, "reaping failed"),
-                }
-            }
-            self.prune_rts();
+            self.reap_once().await;
         }
     }
+
+    /// Deletes up to a batch of allocations whose lease has ended by the clock seam's `now`.
+    /// Returns how many were deleted.
+    pub async fn reap_once(&self) -> usize {
+        let now = self.clock.now_unix_s();
+        let ids = self.table.borrow().expired(now, REAP_BATCH);
+        let mut reaped = 0;
+        for id in ids {
+            if self.rts.borrow().get(&id).is_some_and(|rt| rt.busy()) {
+                continue; // a transfer that began before expiry finishes first
+            }
+            match self.delete(id).await {
+                Ok(true) => {
+                    reaped += 1;
+                    tracing::debug!(shard = self.idx, id, "lease expired");
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!(shard = self.idx, cause = %e, "reaping failed"),
+            }
+        }
+        self.prune_rts();
+        reaped
+    }
 }
+
+#[cfg(test)]
+mod tests;

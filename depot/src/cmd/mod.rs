@@ -6,26 +6,28 @@
 //! * `alias_allocate` — ALIAS_ALLOCATE (14): windowed capabilities onto an allocation.
 //! * `alias_manage` — ALIAS_MANAGE (15): PROBE, INCR, DECR, CHNG of an alias.
 //! * `rename` — RENAME (16): new capabilities, old ones retired.
-//! * `phoebus_send` — PHOEBUS_SEND (17/26): the route rule (no Phoebus transport here).
 //! * `split_allocate` — SPLIT_ALLOCATE (18/30): carve a child from a master's free space.
 //! * `merge_allocate` — MERGE_ALLOCATE (19): give a child's space back.
 //! * `get_chksum` — GET_CHKSUM (31): stored disk digests.
 //! * `validate_chksum` — VALIDATE_CHKSUM (32): re-read and count bad blocks.
+//! * `copy` — SEND (5), PUSH (20), PULL (21), PHOEBUS_SEND (17): depot-to-depot copies.
 //! * `store` — STORE (2/28) and WRITE (13/27): the bulk write path, network checksums.
 //! * `load` — LOAD (8/24): the bulk read path, with server sync and network checksums.
 //! * `vec_write` — VEC_WRITE (33/34): scatter write over `store`'s path.
 //! * `vec_read` — VEC_READ (35/36): gather read over `load`'s path.
+//! * `mcopy` — MCOPY (6, LoCI form), MCOPY_EXT (60) fan-out/chain/streams, CHAIN_STORE (61).
 //! * `manage` — MANAGE (9): PROBE, INCR, DECR, CHNG, TRUNCATE.
 //! * `status` — STATUS (4): INQ (v0 and v1), RES, VERSION, CHANGE.
 
 pub mod alias_allocate;
 pub mod alias_manage;
 pub mod allocate;
+pub mod copy;
 pub mod get_chksum;
 pub mod load;
 pub mod manage;
+pub mod mcopy;
 pub mod merge_allocate;
-pub mod phoebus_send;
 pub mod rename;
 pub mod split_allocate;
 pub mod status;
@@ -42,6 +44,7 @@ use ibp_client::proto::{reply, CapKind, Capability, ErrorCode, KeyRef, Request};
 
 use crate::allocation::Durability;
 use crate::conn::Conn;
+use crate::transfer::write::Target;
 use crate::digest::DigestKind;
 use crate::keys::KeyKind;
 use crate::shard::Shard;
@@ -73,11 +76,11 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, req: Request) -> (Next, bool) {
     match req {
         Request::Allocate(r) => allocate::run(ctx, r).await,
         Request::Store(r) => {
-            store::run(ctx, &r.key, store::Target::Append(r.len), r.chksum, r.timeout_s).await
+            store::run(ctx, &r.key, Target::Append(r.len), r.chksum, r.timeout_s).await
         }
         Request::Write(r) => {
             let span = vec![IoSpan { offset: r.offset, len: r.len }];
-            store::run(ctx, &r.key, store::Target::Spans(span), r.chksum, r.timeout_s).await
+            store::run(ctx, &r.key, Target::Spans(span), r.chksum, r.timeout_s).await
         }
         Request::Load(r) => {
             let span = [IoSpan { offset: r.offset, len: r.len }];
@@ -88,16 +91,16 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, req: Request) -> (Next, bool) {
         Request::AliasAllocate(r) => alias_allocate::run(ctx, r).await,
         Request::AliasManage(r) => alias_manage::run(ctx, r).await,
         Request::Rename(r) => rename::run(ctx, r).await,
-        Request::PhoebusSend(r) => phoebus_send::run(ctx, r).await,
         Request::SplitAllocate(r) => split_allocate::run(ctx, r).await,
         Request::MergeAllocate(r) => merge_allocate::run(ctx, r).await,
         Request::GetChksum(r) => get_chksum::run(ctx, r).await,
         Request::ValidateChksum(r) => validate_chksum::run(ctx, r).await,
         Request::Manage(r) => manage::run(ctx, r).await,
         Request::Status(r) => status::run(ctx, r).await,
-        // Parsed but not served yet by this depot: answered as an unknown function, which
-        // every client treats as "not supported here".
-        _ => reply_error(ctx.conn, ErrorCode::UnknownFunction, Next::Continue).await,
+        Request::Send(r) | Request::PhoebusSend(r) => copy::send(ctx, r).await,
+        Request::Push(r) => copy::push(ctx, r).await,
+        Request::Pull(r) => copy::pull(ctx, r).await,
+        Request::Mcopy(r) => mcopy::run_loci(ctx, r).await,
     }
 }
 
