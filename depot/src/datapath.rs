@@ -69,7 +69,7 @@ pub fn chunk_crcs(buf: &[u8], c: &Chunk, cb: u64) -> Vec<u32> {
 /// Disk digests of the chunk's blocks as they are in `buf`, concatenated (bytes past the
 /// extent count as zeros, as for CRCs).
 pub fn chunk_sums(buf: &[u8], c: &Chunk, cb: u64, kind: DigestKind) -> Vec<u8> {
-    let mut out = Vec::with_capacity(c.blocks as usize * kind.len());
+    let mut out = Vec::with_capacity(c.blocks as usize * kind.digest_bytes());
     for i in 0..c.blocks as usize {
         let start = i * cb as usize;
         let end = (start + cb as usize).min(c.disk_len);

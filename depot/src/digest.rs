@@ -16,6 +16,10 @@ pub const MAX_DIGEST_BYTES: usize = 64;
 
 static ZEROS: [u8; 64 * 1024] = [0; 64 * 1024];
 
+/// A checksum type code that is none of DLS `chksum.h`'s (answered −64).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownDigest;
+
 /// A digest algorithm (never `None`: "no digest" is `Option<DigestKind>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DigestKind {
@@ -26,9 +30,9 @@ pub enum DigestKind {
 }
 
 impl DigestKind {
-    /// The kind for a wire checksum type: `Ok(None)` for NONE, `Err(())` for an unknown code.
-    pub fn from_wire(cstype: i32) -> Result<Option<DigestKind>, ()> {
-        match ChksumType::from_i32(cstype).ok_or(())? {
+    /// The kind for a wire checksum type: `Ok(None)` for NONE, an error for an unknown code.
+    pub fn from_wire(cstype: i32) -> Result<Option<DigestKind>, UnknownDigest> {
+        match ChksumType::from_i32(cstype).ok_or(UnknownDigest)? {
             ChksumType::None => Ok(None),
             ChksumType::Sha256 => Ok(Some(DigestKind::Sha256)),
             ChksumType::Sha512 => Ok(Some(DigestKind::Sha512)),
@@ -48,7 +52,7 @@ impl DigestKind {
     }
 
     /// Bytes of one binary digest.
-    pub fn len(self) -> usize {
+    pub fn digest_bytes(self) -> usize {
         match self {
             DigestKind::Sha256 => 32,
             DigestKind::Sha512 => 64,
@@ -59,7 +63,7 @@ impl DigestKind {
 
     /// Characters of one hex digest on the wire.
     pub fn hex_len(self) -> usize {
-        self.len() * 2
+        self.digest_bytes() * 2
     }
 
     pub fn hasher(self) -> Hasher {
@@ -161,7 +165,7 @@ pub struct DiskDigests {
     pub kind: DigestKind,
     /// The allocation's checksum block (its CRC32 block too), chosen at ALLOCATE_CHKSUM.
     pub block_bytes: u64,
-    /// Digests of blocks 0.. in order, `kind.len()` bytes each.
+    /// Digests of blocks 0.. in order, `kind.digest_bytes()` bytes each.
     pub sums: Vec<u8>,
 }
 
@@ -172,12 +176,12 @@ impl DiskDigests {
 
     /// Blocks with a stored digest.
     pub fn blocks(&self) -> u64 {
-        (self.sums.len() / self.kind.len()) as u64
+        (self.sums.len() / self.kind.digest_bytes()) as u64
     }
 
     /// Stored digest of `block` (zero-block digest when never written).
     pub fn get(&self, block: u64) -> Vec<u8> {
-        let d = self.kind.len();
+        let d = self.kind.digest_bytes();
         let at = block as usize * d;
         match self.sums.get(at..at + d) {
             Some(s) => s.to_vec(),
@@ -188,7 +192,7 @@ impl DiskDigests {
     /// Records digests of blocks `first ..` (concatenated in `sums`), filling a gap with
     /// zero-block digests.
     pub fn set_run(&mut self, first: u64, sums: &[u8]) {
-        let d = self.kind.len();
+        let d = self.kind.digest_bytes();
         let start = first as usize * d;
         if self.sums.len() < start {
             let zero = self.kind.block(&[], self.block_bytes);
@@ -205,7 +209,7 @@ impl DiskDigests {
 
     /// Forgets blocks from `first` on (after a truncate).
     pub fn truncate(&mut self, first: u64) {
-        self.sums.truncate(first as usize * self.kind.len());
+        self.sums.truncate(first as usize * self.kind.digest_bytes());
     }
 }
 
@@ -257,7 +261,7 @@ mod tests {
         assert_eq!(t.get(2), vec![7u8; 20]);
         t.truncate(1);
         assert_eq!(t.blocks(), 1);
-        assert_eq!(DigestKind::from_wire(9), Err(()));
+        assert_eq!(DigestKind::from_wire(9), Err(UnknownDigest));
         assert_eq!(DigestKind::from_wire(0), Ok(None));
         assert_eq!(DigestKind::from_wire(4), Ok(Some(DigestKind::Md5)));
     }

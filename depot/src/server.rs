@@ -129,7 +129,9 @@ fn bind_all(listen: SocketAddr, cores: usize) -> Result<(u16, Vec<CoreSockets>),
         attempts += 1;
         match try_bind(listen, cores) {
             Ok(v) => return Ok(v),
-            Err(e) if listen.port() == 0 && attempts < 20 => tracing::debug!(cause = %e, "port collision, trying another"),
+            Err(e) if listen.port() == 0 && attempts < 20 => {
+                tracing::debug!(cause = %e, "port collision, trying another")
+            }
             Err(e) if listen.port() != 0 && e.contains("in use") && Instant::now() < deadline => {
                 if attempts == 1 {
                     tracing::info!(cause = %e, "port still held (a previous instance is being torn down); waiting");

@@ -107,9 +107,10 @@ impl Shard {
             });
         }
         let mut table = Table::new(idx, regions);
-        let (journal, jreport) = Journal::recover(&cfg.meta_dir, idx, cfg.cores as u16, cfg.journal_bytes, |rec| {
-            table.replay(rec).map_err(str::to_string)
-        })?;
+        let (journal, jreport) =
+            Journal::recover(&cfg.meta_dir, idx, cfg.cores as u16, cfg.journal_bytes, |rec| {
+                table.replay(rec).map_err(str::to_string)
+            })?;
         let stats = shared.all_stats[idx as usize].clone();
         let shard = Shard {
             idx,

@@ -18,11 +18,11 @@ use ibp_client::proto::ErrorCode;
 use ibp_client::proto::request::ChksumSpec;
 
 use super::{reply_error, reply_ok, Ctx, Next};
+use crate::allocation::Durability;
 use crate::checksum::MAX_CHECKSUM_BLOCK_BYTES;
 use crate::digest::DigestKind;
-use crate::shard::Shard;
-use crate::allocation::Durability;
 use crate::extent::Extent;
+use crate::shard::Shard;
 use crate::table::{AllocError, AllocRequest};
 
 pub async fn run(ctx: &mut Ctx<'_>, req: Allocate) -> (Next, bool) {
@@ -50,8 +50,7 @@ pub async fn run(ctx: &mut Ctx<'_>, req: Allocate) -> (Next, bool) {
     if req.size <= 0 {
         return reply_error(ctx.conn, ErrorCode::InvalidParameter, Next::Continue).await;
     }
-    let areq =
-        AllocRequest {
+    let areq = AllocRequest {
         resource,
         durability,
         duration_s: req.duration_s,
@@ -112,7 +111,7 @@ pub fn disk_digest(
     if spec.cstype == -1 {
         return Ok(None);
     }
-    let Some(kind) = DigestKind::from_wire(spec.cstype).map_err(|()| ErrorCode::ChksumType)? else {
+    let Some(kind) = DigestKind::from_wire(spec.cstype).map_err(|_| ErrorCode::ChksumType)? else {
         return Ok(None);
     };
     let bs = u64::try_from(spec.blocksize).map_err(|_| ErrorCode::ChksumBlocksize)?;

@@ -21,28 +21,29 @@ pub async fn run(ctx: &mut Ctx<'_>, req: ChksumQuery) -> (Next, bool) {
     };
     let out = {
         let t = shard.table.borrow();
-        let Some(d) = t.get(v.id).and_then(|a| a.disk_digests.as_ref()) else {
-            drop(t);
-            return reply_error(ctx.conn, ErrorCode::Chksum, Next::Continue).await;
-        };
-        let nblocks = v.size.div_ceil(d.block_bytes);
-        let dlen = d.kind.len();
-        let info = ChksumInfo {
-            cstype: d.kind.code(),
-            digest_bytes: dlen as i64,
-            blocksize: d.block_bytes as i64,
-            nblocks: nblocks as i64,
-            nbytes: (nblocks as usize * dlen) as i64,
-        };
-        let body = if req.flag == 1 { 0 } else { nblocks as usize * dlen };
-        let mut out = Vec::with_capacity(64 + body);
-        reply::chksum_info(&mut out, &info);
-        if req.flag != 1 {
-            for b in 0..nblocks {
-                out.extend_from_slice(&d.get(b));
+        t.get(v.id).and_then(|a| a.disk_digests.as_ref()).map(|d| {
+            let nblocks = v.size.div_ceil(d.block_bytes);
+            let dlen = d.kind.digest_bytes();
+            let info = ChksumInfo {
+                cstype: d.kind.code(),
+                digest_bytes: dlen as i64,
+                blocksize: d.block_bytes as i64,
+                nblocks: nblocks as i64,
+                nbytes: (nblocks as usize * dlen) as i64,
+            };
+            let body = if req.flag == 1 { 0 } else { nblocks as usize * dlen };
+            let mut out = Vec::with_capacity(64 + body);
+            reply::chksum_info(&mut out, &info);
+            if req.flag != 1 {
+                for b in 0..nblocks {
+                    out.extend_from_slice(&d.get(b));
+                }
             }
-        }
-        out
+            out
+        })
+    };
+    let Some(out) = out else {
+        return reply_error(ctx.conn, ErrorCode::Chksum, Next::Continue).await;
     };
     reply_ok(ctx.conn, out).await
 }

@@ -10,7 +10,8 @@
 //!   back in the reverse order of their splits — else −30; merging an allocation into itself
 //!   is −30;
 //! * the child is deleted (with its aliases) and its space zeroed; the master's max size grows
-//!   by the child's max size; the master's size and bytes are unchanged. Both allocations are
+//!   by the child's whole blocks (what SPLIT took, so split then merge restores a block-aligned
+//!   master exactly); the master's size and bytes are unchanged. Both allocations are
 //!   held exclusively meanwhile (lower id first, so two merges cannot deadlock).
 
 use ibp_client::proto::request::MergeAllocate;

@@ -44,10 +44,10 @@ use ibp_client::proto::{reply, CapKind, Capability, ErrorCode, KeyRef, Request};
 
 use crate::allocation::Durability;
 use crate::conn::Conn;
-use crate::transfer::write::Target;
 use crate::digest::DigestKind;
 use crate::keys::KeyKind;
 use crate::shard::Shard;
+use crate::transfer::write::Target;
 
 /// What the connection does after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -225,7 +225,7 @@ pub fn net_spec(
     chksum: Option<ChksumSpec>,
 ) -> Result<Option<(DigestKind, u64)>, ErrorCode> {
     let Some(spec) = chksum else { return Ok(None) };
-    let kind = DigestKind::from_wire(spec.cstype).map_err(|()| ErrorCode::ChksumType)?;
+    let kind = DigestKind::from_wire(spec.cstype).map_err(|_| ErrorCode::ChksumType)?;
     let Some(kind) = kind else { return Ok(None) };
     if spec.blocksize <= 0 || spec.blocksize as u64 > shard.cfg.buffer_bytes {
         return Err(ErrorCode::ChksumBlocksize);

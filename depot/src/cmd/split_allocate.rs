@@ -7,8 +7,10 @@
 //!   −30; duration as ALLOCATE (−1 = the resource maximum, 0 −30, too long −28); the `_CHKSUM`
 //!   form chooses the child's disk digests as ALLOCATE_CHKSUM does (−64/−65);
 //! * the child's bytes come from the end of the master's extent and must be free space of
-//!   the master past its size: the master's max size shrinks by the child's size (and to what
-//!   its remaining whole 4 KiB blocks hold), and must stay ≥ its size and ≥ 1, else −19;
+//!   the master past its size. Extents are whole 4 KiB blocks (O_DIRECT), so the child takes
+//!   ⌈size / 4 KiB⌉ blocks and the master's max size shrinks by the child's size, rounded up
+//!   to those blocks when the master's max size was block aligned (1 MiB split by 500 000
+//!   leaves 544 768); it must stay ≥ the master's size and ≥ 1, else −19;
 //! * the child is an ordinary allocation on the same shard and resource (refs 1/0, its own
 //!   lease and reliability); its space past its size is zeros, because it was the master's
 //!   space past the master's size;

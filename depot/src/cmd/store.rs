@@ -63,7 +63,8 @@ impl Source for ConnSource<'_> {
         while pos < at + n {
             let take = self.frame.as_ref().map_or(0, |f| f.next_take(at + n - pos));
             buf = self.conn.recv_exact(buf, pos, take, wait).await?;
-            let due = self.frame.as_mut().is_some_and(|f| f.absorb(&buf.as_full()[pos..pos + take]));
+            let due =
+                self.frame.as_mut().is_some_and(|f| f.absorb(&buf.as_full()[pos..pos + take]));
             if due {
                 self.check_digest().await?;
             }

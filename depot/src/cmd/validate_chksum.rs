@@ -43,7 +43,7 @@ pub async fn run(ctx: &mut Ctx<'_>, req: ChksumQuery) -> (Next, bool) {
         let Some(d) = a.disk_digests.as_ref() else { break };
         for i in 0..c.blocks as usize {
             let block = c.first_block + i as u64;
-            let sum = &sums[i * kind.len()..(i + 1) * kind.len()];
+            let sum = &sums[i * kind.digest_bytes()..(i + 1) * kind.digest_bytes()];
             if a.crcs.get(block, cb) != crcs[i] || d.get(block) != sum {
                 bad += 1;
             }

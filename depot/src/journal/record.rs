@@ -251,9 +251,7 @@ impl Record {
                 crc_len: r.u64()?,
             },
             TAG_DELETE => Record::Delete { id: r.u64()? },
-            TAG_DIGESTS => {
-                Record::Digests { id: r.u64()?, first_block: r.u64()?, sums: r.blob()? }
-            }
+            TAG_DIGESTS => Record::Digests { id: r.u64()?, first_block: r.u64()?, sums: r.blob()? },
             TAG_ALIAS_PUT => {
                 let id = r.u64()?;
                 let master = r.u64()?;

@@ -150,9 +150,10 @@ impl Table {
     }
 
     /// SPLIT_ALLOCATE: carves a child of `req.size` bytes from the end of `master`'s extent.
-    /// The child's space must be free space of the master past its size: the master keeps
-    /// `max_size − size` (rounded down to what its remaining whole 4 KiB blocks hold), which
-    /// must still be at least 1 and at least its size, else `NoSpace`. Those bytes are zeros
+    /// The child's space must be free space of the master past its size: the child takes
+    /// whole 4 KiB blocks from the end of the master's extent, and the master keeps
+    /// `min(max_size − size, what its remaining blocks hold)`, which must still be at least 1
+    /// and at least its size, else `NoSpace`. Those bytes are zeros
     /// on disk already (past the master's size), so the child starts clean.
     pub fn split(
         &mut self,
@@ -214,7 +215,8 @@ impl Table {
 
     /// MERGE_ALLOCATE: gives `child`'s space back to `master`. The child (and its aliases) is
     /// deleted and its extent zeroed through `zero`; the master's max size grows by the
-    /// child's max size, its size and data unchanged.
+    /// child's extent (its whole 4 KiB blocks, what the split took), its size and data
+    /// unchanged.
     pub fn merge(
         &mut self,
         master: u64,
@@ -229,7 +231,8 @@ impl Table {
         if c.read_refs != 1 || c.write_refs != 0 {
             return Err(MergeError::ChildReferenced);
         }
-        let new_max = m.max_size.checked_add(c.max_size).ok_or(MergeError::Policy)?;
+        // The master takes back the child's whole blocks, as a split took them.
+        let new_max = m.max_size.checked_add(c.extent_bytes()).ok_or(MergeError::Policy)?;
         if new_max > self.regions[m.resource as usize].policy.max_alloc_bytes {
             return Err(MergeError::Policy);
         }

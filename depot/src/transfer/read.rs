@@ -125,7 +125,7 @@ pub async fn stream<S: Sink>(
     end: u64,
     sink: &mut S,
 ) -> Result<(), ReadFailure> {
-    stream_spans(shard, v, &[off..end], sink).await
+    stream_spans(shard, v, std::slice::from_ref(&(off..end)), sink).await
 }
 
 /// Streams the spans of allocation `v` to `sink`, in list order, as one transfer.

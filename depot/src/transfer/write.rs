@@ -172,7 +172,7 @@ fn plan_spans(v: &View, rt: &AllocRt, target: &Target) -> Result<Vec<Range<u64>>
                 .filter(|&e| e <= v.max_size)
                 .ok_or(ErrorCode::WouldExceedLimit)?;
             rt.append_end.set(Some(end));
-            Ok(vec![off..end])
+            Ok(std::iter::once(off..end).collect())
         }
         Target::Spans(list) => {
             let mut out = Vec::with_capacity(list.len());
@@ -254,7 +254,8 @@ impl WriteTicket {
                     }
                 }
             }
-            let plan = chunks(span.start, span.end, cb, self.shard.cfg.buffer_bytes, v.extent_bytes);
+            let plan =
+                chunks(span.start, span.end, cb, self.shard.cfg.buffer_bytes, v.extent_bytes);
             let mut crcs = Vec::with_capacity(plan.iter().map(|c| c.blocks as usize).sum());
             let mut sums = Vec::new();
             for c in plan {
@@ -370,7 +371,12 @@ impl WriteTicket {
                     continue;
                 }
                 let mut t = shard.table.borrow_mut();
-                recs.extend(t.apply_data(v.id, 0, c.first_block, &chunk_crcs(buf.as_slice(), &c, cb)));
+                recs.extend(t.apply_data(
+                    v.id,
+                    0,
+                    c.first_block,
+                    &chunk_crcs(buf.as_slice(), &c, cb),
+                ));
                 if let Some(k) = v.digest {
                     let sums = chunk_sums(buf.as_slice(), &c, cb, k);
                     recs.extend(t.apply_digests(v.id, c.first_block, &sums));
