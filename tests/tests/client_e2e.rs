@@ -200,3 +200,94 @@ fn back_off_from_a_full_depot_is_honoured_and_bounded() {
     release.join().expect("release thread");
     assert!(!rids.expect("served once the slot is free").is_empty());
 }
+
+/// Bytes the parallel transfers run under a `kill -9` move.
+const KILL_LEN: u64 = 192 << 20;
+/// The depot is killed once this many bytes were confirmed.
+const KILL_AFTER: u64 = 24 << 20;
+/// A transfer must have failed this soon after the kill (io timeout 5 s, connect 2 s, three
+/// quick reconnects that are refused).
+const FAIL_AFTER_KILL: Duration = Duration::from_secs(12);
+
+/// Runs `transfer` (given the progress callback) while a second thread `kill -9`s the depot
+/// once `KILL_AFTER` bytes were confirmed; returns the transfer's result and how long after
+/// the kill it came back. Panics if the transfer finished before the kill.
+fn kill_under<T: std::fmt::Debug>(
+    proc: &mut TestDepot,
+    transfer: impl FnOnce(&(dyn Fn(u64) + Sync)) -> Result<T, Error>,
+) -> (Error, Duration) {
+    let moved = AtomicU64::new(0);
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let killer = scope.spawn(|| {
+            let started = std::time::Instant::now();
+            // Bounded: the transfer either moves the bytes, finishes, or we give up.
+            while moved.load(Ordering::Relaxed) < KILL_AFTER {
+                if finished.load(Ordering::Relaxed) || started.elapsed() > Duration::from_secs(60) {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            proc.kill9();
+            Some(std::time::Instant::now())
+        });
+        let result = transfer(&|n| {
+            moved.fetch_add(n, Ordering::Relaxed);
+        });
+        finished.store(true, Ordering::Relaxed);
+        let killed = killer.join().expect("killer thread");
+        let killed = killed.unwrap_or_else(|| panic!("transfer ended before the kill: {result:?}"));
+        (result.expect_err("a transfer through a killed depot fails"), killed.elapsed())
+    })
+}
+
+/// The library's parallel engine, upload and download over 8 streams, with the depot
+/// `kill -9`ed mid-way: `StreamFailed` naming the stream, with a connection error (or a
+/// timeout) as its cause, well within the configured deadlines, and no key in the message.
+#[test]
+fn depot_killed_mid_parallel_transfer() {
+    let opts = DepotOpts { cores: 1, capacity: "512MiB".into(), ..DepotOpts::default() };
+    let cfg =
+        ParallelConfig { streams: 8, chunk_bytes: 1 << 20, depth: 2, ..ParallelConfig::default() };
+    let lib = Config {
+        connect_timeout: Duration::from_secs(2),
+        io_timeout: Duration::from_secs(5),
+        ..config()
+    };
+    let check = |err: &Error, after: Duration, keys: &[&str]| {
+        match err {
+            Error::StreamFailed { source, retries: 3, .. }
+                if matches!(**source, Error::Io(_) | Error::Timeout { .. }) => {}
+            other => panic!("expected StreamFailed from a broken connection, got {other:?}"),
+        }
+        assert!(after < FAIL_AFTER_KILL, "failed only {after:?} after the kill");
+        let msg = err.to_string();
+        assert!(msg.contains("failed at offset"), "{msg}");
+        assert!(keys.iter().all(|k| !msg.contains(k)), "a key leaked: {msg}");
+    };
+
+    let mut proc = TestDepot::start(opts.clone());
+    let src_path = proc.dir().join("src");
+    let src = std::fs::File::create(&src_path).expect("source file");
+    src.set_len(KILL_LEN).expect("a sparse source");
+    let src = std::fs::File::open(&src_path).expect("open the source");
+    let caps = endpoint(&proc).allocate(KILL_LEN, 600, Reliability::Hard, None).expect("allocate");
+    let up_depot = Depot::for_capability(&caps.write, lib.clone());
+    let (err, up_after) = kill_under(&mut proc, |progress| {
+        parallel::upload(&up_depot, &caps.write, &src, 0, 0, KILL_LEN, &cfg, progress)
+    });
+    check(&err, up_after, &[&caps.write.key]);
+    drop(proc);
+
+    let mut proc = TestDepot::start(opts);
+    let caps = endpoint(&proc).allocate(KILL_LEN, 600, Reliability::Hard, None).expect("allocate");
+    let up_depot = Depot::for_capability(&caps.write, lib.clone());
+    parallel::upload(&up_depot, &caps.write, &src, 0, 0, KILL_LEN, &cfg, &|_| {}).expect("upload");
+    let dst = std::fs::File::create(proc.dir().join("dst")).expect("destination");
+    let down_depot = Depot::for_capability(&caps.read, lib);
+    let (err, down_after) = kill_under(&mut proc, |progress| {
+        parallel::download(&down_depot, &caps.read, 0, KILL_LEN, &dst, 0, &cfg, progress)
+    });
+    check(&err, down_after, &[&caps.read.key]);
+    println!("client_e2e kill -9: upload failed {up_after:?} after it, download {down_after:?}");
+}
