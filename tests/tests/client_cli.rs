@@ -468,6 +468,9 @@ fn get_to_stdout_and_ranges() {
     let beyond = ibp(&["get", &read, "-", "--offset", "8000", "--length", "1000"]);
     fails(&beyond, 4, &["IBP_E_WOULD_EXCEED_LIMIT", "goes past the allocation"], &secrets);
     assert!(beyond.stdout.len() < 1000, "a refused range still streamed {}", beyond.stdout.len());
+    let to_file = ibp(&["get", &read, utf8(&piece), "--offset", "8000", "--length", "1000"]);
+    fails(&to_file, 4, &["IBP_E_WOULD_EXCEED_LIMIT"], &secrets);
+    assert!(!piece.exists(), "a failed get left {} behind", piece.display());
 }
 
 /// 1 GiB over 8 streams each way, compared by a streaming CRC-32 (the suite's long pole).
@@ -548,6 +551,7 @@ fn depot_killed_mid_put_and_mid_get() {
     let mut args = deadlines.to_vec();
     args.extend_from_slice(&["get", &read, utf8(&dst), "--streams", "2", "--chunk", "1MiB"]);
     let (out, get_after) = kill_depot_under(&mut depot, Running::spawn(&args), "get");
+    assert!(!dst.exists(), "a get broken by the kill left a full-length file with holes");
     let code = out.status.code();
     assert!(matches!(code, Some(5 | 6)), "get: exit {code:?}: {}", text(&out.stderr));
     let msg = fails(&out, code.unwrap_or(0), &needles, &secrets);
