@@ -13,13 +13,14 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use ibp_client::proto::request::cmd;
-use ibp_client::proto::Capability;
+use ibp_client::proto::reply;
+use ibp_client::proto::request::{cmd, Reliability};
+use ibp_client::{CapKind, Capability};
 
 use crate::figure::{Figure, Recorder, Setting};
 use crate::progress::{run_workers, Unit};
 use crate::rng::Rng;
-use crate::wire::{self, Conn, WireError, WireResult};
+use crate::wire::{self, WireError, WireResult};
 
 /// Lease of every allocation the benchmark makes; they are removed at the end anyway.
 const LEASE_S: i64 = 3600;
@@ -56,11 +57,10 @@ pub fn run(p: &Params) -> WireResult<Vec<Figure>> {
     if !p.bulk_only {
         figures.extend(alloc_remove(p)?);
     }
-    let [read, write, manage] =
-        Conn::connect(p.depot)?.allocate(&p.rid, true, LEASE_S, p.size_bytes)?;
-    let result = bulk_phases(p, &read, &write, &mut figures);
-    let cleanup =
-        Conn::to_cap(&manage).map_err(WireError::from).and_then(|mut c| c.remove(&manage));
+    let depot = wire::depot(p.depot);
+    let caps = depot.allocate(p.size_bytes, LEASE_S, Reliability::Hard, Some(&p.rid))?;
+    let result = bulk_phases(p, &caps.read, &caps.write, &mut figures);
+    let cleanup = depot.handle(&caps.manage).decr(CapKind::Read);
     result?;
     cleanup?;
     Ok(figures)
@@ -77,9 +77,9 @@ fn bulk_phases(
     let (store, written) = sequential(p, write, store_cmd, "store seq", seq, p.size_bytes)?;
     figures.push(store);
     if written == 0 {
-        return Err(WireError::Io(std::io::Error::other(
-            "the store phase wrote nothing before its deadline",
-        )));
+        return Err(WireError::Protocol(
+            "the store phase wrote nothing before its deadline".into(),
+        ));
     }
     // Loads stay inside what the store phase wrote before its deadline.
     let (load, _) = sequential(p, read, cmd::LOAD, "load seq", seq, written)?;
@@ -128,17 +128,18 @@ fn alloc_remove(p: &Params) -> WireResult<Vec<Figure>> {
     let deadline = Instant::now() + p.phase_limit;
     let per_stream = MAX_ALLOC_PAIRS / p.streams as u64;
     let (results, elapsed) = run_workers("allocate+remove", Unit::Ops, p.streams, |_, counter| {
-        let mut conn = Conn::connect(p.depot)?;
+        let depot = wire::depot(p.depot);
         let (mut alloc, mut remove, mut pair) = (Recorder::new(), Recorder::new(), Recorder::new());
         for _ in 0..per_stream {
             if Instant::now() >= deadline {
                 break;
             }
             let t = Instant::now();
-            let [_, _, manage] = conn.allocate(&p.rid, true, LEASE_S, SMALL_ALLOC_BYTES)?;
+            let caps =
+                depot.allocate(SMALL_ALLOC_BYTES, LEASE_S, Reliability::Hard, Some(&p.rid))?;
             let t_alloc = t.elapsed();
             let t2 = Instant::now();
-            conn.remove(&manage)?;
+            depot.handle(&caps.manage).decr(CapKind::Read)?;
             alloc.record(t_alloc, 0);
             remove.record(t2.elapsed(), 0);
             pair.record(t.elapsed(), 0);
@@ -179,8 +180,7 @@ fn sequential(
         let ops = (start..end)
             .step_by(p.block_bytes as usize)
             .map(|off| (off, p.block_bytes.min(end - off)));
-        let mut conn = Conn::to_cap(cap)?;
-        let rec = stream_ops(&mut conn, cap, command, ops, p.qd, deadline, counter, p.block_bytes)?;
+        let rec = stream_ops(cap, command, ops, p.qd, deadline, counter, p.block_bytes)?;
         Ok::<_, WireError>((rec, start, end))
     });
     let mut all = Recorder::new();
@@ -205,8 +205,7 @@ fn random(p: &Params, cap: &Capability, command: i32, len: u64, name: &str) -> W
     let (results, elapsed) = run_workers(name, Unit::Bytes, p.streams, |i, counter| {
         let mut rng = Rng::new(i as u64);
         let ops = (0..per_stream).map(move |_| (rng.aligned_offset(size, len, len), len));
-        let mut conn = Conn::to_cap(cap)?;
-        stream_ops(&mut conn, cap, command, ops, 1, deadline, counter, len)
+        stream_ops(cap, command, ops, 1, deadline, counter, len)
     });
     let setting = Setting { streams: p.streams, block_bytes: len, qd: 1 };
     Ok(merge(results)?.figure(name, setting, elapsed))
@@ -214,9 +213,7 @@ fn random(p: &Params, cap: &Capability, command: i32, len: u64, name: &str) -> W
 
 /// Runs `(offset, len)` operations on one connection with up to `qd` in flight, stopping at
 /// the end of `ops` or at `deadline`.
-#[allow(clippy::too_many_arguments)]
 fn stream_ops(
-    conn: &mut Conn,
     cap: &Capability,
     command: i32,
     ops: impl Iterator<Item = (u64, u64)>,
@@ -225,6 +222,12 @@ fn stream_ops(
     counter: &AtomicU64,
     max_len: u64,
 ) -> WireResult<Recorder> {
+    // The deadline of the whole stream: the phase, plus the library's per-operation budget
+    // for what is in flight when the phase ends.
+    let budget = deadline.saturating_duration_since(Instant::now())
+        + wire::config().op_budget(max_len * qd as u64);
+    let (depot, mut conn) = wire::stream_conn(cap, budget)?;
+    let handle = depot.handle(cap);
     let mut buf = vec![0x3c_u8; max_len as usize];
     let mut rec = Recorder::new();
     let mut in_flight: VecDeque<(Instant, u64)> = VecDeque::with_capacity(qd.max(1));
@@ -233,27 +236,32 @@ fn stream_ops(
         while in_flight.len() < qd.max(1) && Instant::now() < deadline {
             let Some((off, len)) = ops.next() else { break };
             let t = Instant::now();
+            // Pipelined like LStore: header and payload go out before any reply is read.
             match command {
                 cmd::STORE => {
-                    conn.send_with(&wire::store_request(cap, len), &buf[..len as usize])?
+                    conn.send(&handle.store_request(len)?)?;
+                    conn.send(&buf[..len as usize])?;
                 }
-                cmd::WRITE => conn.send_with(
-                    &wire::range_request(cmd::WRITE, cap, off, len),
-                    &buf[..len as usize],
-                )?,
-                _ => conn.send(&wire::range_request(cmd::LOAD, cap, off, len))?,
+                cmd::WRITE => {
+                    conn.send(&handle.range_request(false, off, len)?)?;
+                    conn.send(&buf[..len as usize])?;
+                }
+                _ => conn.send(&handle.range_request(true, off, len)?)?,
             }
             in_flight.push_back((t, len));
         }
         let Some((t, len)) = in_flight.pop_front() else { return Ok(rec) };
         if command == cmd::LOAD {
-            conn.finish_load(&mut buf[..len as usize])?;
-        } else {
-            let n = conn.finish_write()?;
+            let n = conn.read_reply(reply::parse_count)?;
             if n != len as i64 {
-                return Err(WireError::Reply(ibp_client::proto::ReplyError::Malformed(
-                    "short write acknowledged",
-                )));
+                return Err(WireError::Protocol(format!("LOAD of {len} bytes returned {n}")));
+            }
+            conn.read_exact(&mut buf[..len as usize])?;
+        } else {
+            conn.read_reply(reply::parse_ok)?;
+            let n = conn.read_reply(reply::parse_count)?;
+            if n != len as i64 {
+                return Err(WireError::Protocol(format!("{n} of {len} bytes acknowledged")));
             }
         }
         rec.record(t.elapsed(), len);
@@ -263,12 +271,14 @@ fn stream_ops(
 
 /// SEND from the large allocation into a fresh allocation on `depot2`, one stream per slice.
 fn copy(p: &Params, read: &Capability, depot2: SocketAddr) -> WireResult<Figure> {
-    let [_, target, manage2] =
-        Conn::connect(depot2)?.allocate(&p.rid, true, LEASE_S, p.size_bytes)?;
+    let depot2 = wire::depot(depot2);
+    let caps2 = depot2.allocate(p.size_bytes, LEASE_S, Reliability::Hard, Some(&p.rid))?;
+    let target = &caps2.write;
     let deadline = Instant::now() + p.phase_limit;
     let slice = (p.size_bytes / p.streams as u64).max(1);
     let (results, elapsed) = run_workers("copy", Unit::Bytes, p.streams, |i, counter| {
-        let mut conn = Conn::to_cap(read)?;
+        let budget = p.phase_limit + wire::config().op_budget(p.block_bytes);
+        let (_depot, mut conn) = wire::stream_conn(read, budget)?;
         let mut rec = Recorder::new();
         let start = i as u64 * slice;
         let end = if i + 1 == p.streams { p.size_bytes } else { start + slice };
@@ -276,15 +286,14 @@ fn copy(p: &Params, read: &Capability, depot2: SocketAddr) -> WireResult<Figure>
         while off < end && Instant::now() < deadline {
             let len = p.block_bytes.min(end - off);
             let t = Instant::now();
-            conn.copy(read, &target, off, len)?;
+            wire::copy(&mut conn, read, target, off, len)?;
             rec.record(t.elapsed(), len);
             counter.fetch_add(len, Ordering::Relaxed);
             off += len;
         }
         Ok(rec)
     });
-    let cleanup =
-        Conn::to_cap(&manage2).map_err(WireError::from).and_then(|mut c| c.remove(&manage2));
+    let cleanup = depot2.handle(&caps2.manage).decr(CapKind::Read);
     let fig = merge(results)?.figure(
         "copy depot→depot",
         Setting { streams: p.streams, block_bytes: p.block_bytes, qd: 1 },
