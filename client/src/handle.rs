@@ -9,8 +9,11 @@ use crate::conn::Conn;
 use crate::depot::{encode, Depot};
 use crate::error::{Error, Result};
 use crate::proto::capability::{CapKind, Capability};
-use crate::proto::reply::{self, ProbeReply};
+use crate::proto::reply::{self, ProbeReply, ReplyError};
 use crate::proto::request::{Manage, ManageOp, RangeIo, Reliability, Request, Store};
+
+/// Most requests [`CapHandle::load_many`] keeps in flight on one connection.
+pub const PIPELINE_WINDOW: usize = 16;
 
 /// Piece size for streaming variants: what is held in memory at once.
 pub const STREAM_PIECE_BYTES: usize = 1024 * 1024;
@@ -163,6 +166,37 @@ impl<'a> CapHandle<'a> {
         })
     }
 
+    /// Several LOADs pipelined on one connection: up to [`PIPELINE_WINDOW`] requests are
+    /// written before their replies are read (replies come back strictly in order, PROTOCOL.md
+    /// §1). Returns one buffer per range, in order.
+    pub fn load_many(&self, ranges: &[(u64, u64)]) -> Result<Vec<Vec<u8>>> {
+        self.need(CapKind::Read)?;
+        let total = ranges.iter().try_fold(0u64, |acc, (_, len)| acc.checked_add(*len));
+        let total = total.ok_or_else(|| Error::InvalidArgument("lengths overflow".into()))?;
+        let headers = ranges
+            .iter()
+            .map(|&(offset, len)| self.range_request(true, offset, len))
+            .collect::<Result<Vec<_>>>()?;
+        self.depot.call(self.depot.config().op_budget(total), true, |conn| {
+            let mut out = Vec::with_capacity(ranges.len());
+            let mut sent = 0;
+            while out.len() < ranges.len() {
+                while sent < headers.len() && sent - out.len() < PIPELINE_WINDOW {
+                    conn.send(&headers[sent])?;
+                    sent += 1;
+                }
+                let len = ranges[out.len()].1;
+                read_load_header(conn, len)?;
+                let size = usize::try_from(len)
+                    .map_err(|_| Error::InvalidArgument("length too large".into()))?;
+                let mut data = vec![0; size];
+                conn.read_exact(&mut data)?;
+                out.push(data);
+            }
+            Ok(out)
+        })
+    }
+
     /// Streaming LOAD of `len` bytes at `offset` into `sink`, one piece at a time (each piece
     /// its own LOAD on the same pooled connection), so memory stays at one piece.
     pub fn load_to(&self, offset: u64, len: u64, sink: &mut dyn Write) -> Result<u64> {
@@ -181,7 +215,12 @@ impl<'a> CapHandle<'a> {
         Ok(done)
     }
 
-    fn manage(&self, op: ManageOp, idempotent: bool) -> Result<Vec<u8>> {
+    fn manage<T>(
+        &self,
+        op: ManageOp,
+        idempotent: bool,
+        parse: fn(&[u8]) -> Result<T, ReplyError>,
+    ) -> Result<T> {
         let req = Request::Manage(Manage {
             version: 1,
             key: self.cap.key_ref(),
@@ -192,29 +231,26 @@ impl<'a> CapHandle<'a> {
         let line = encode(&req);
         self.depot.call(self.depot.config().op_timeout, idempotent, |conn| {
             conn.send(&line)?;
-            conn.read_line()
+            conn.read_reply(parse)
         })
     }
 
     /// MANAGE PROBE: sizes, reference counts, lease left. ACCRE needs the manage cap; LoCI
     /// (and our depot) also accept the read or write cap.
     pub fn probe(&self) -> Result<ProbeReply> {
-        let line = self.manage(ManageOp::Probe { captype: self.cap.kind.captype() }, true)?;
-        reply::parse_probe(&line).map_err(Error::from)
+        self.manage(ManageOp::Probe { captype: self.cap.kind.captype() }, true, reply::parse_probe)
     }
 
     /// MANAGE INCR of the `which` reference count (read or write).
     pub fn incr(&self, which: CapKind) -> Result<()> {
         self.need(CapKind::Manage)?;
-        let line = self.manage(ManageOp::Incr { captype: which.captype() }, false)?;
-        reply::parse_ok(&line).map_err(Error::from)
+        self.manage(ManageOp::Incr { captype: which.captype() }, false, reply::parse_ok)
     }
 
     /// MANAGE DECR of the `which` count; LStore's "remove" is `decr(CapKind::Read)`.
     pub fn decr(&self, which: CapKind) -> Result<()> {
         self.need(CapKind::Manage)?;
-        let line = self.manage(ManageOp::Decr { captype: which.captype() }, false)?;
-        reply::parse_ok(&line).map_err(Error::from)
+        self.manage(ManageOp::Decr { captype: which.captype() }, false, reply::parse_ok)
     }
 
     /// MANAGE CHNG: new max size, lease (relative seconds; `None` = unchanged) and
@@ -232,16 +268,14 @@ impl<'a> CapHandle<'a> {
             duration_s: duration_s.unwrap_or(-1),
             reliability: reliability.map_or(-1, Reliability::code),
         };
-        let line = self.manage(op, true)?;
-        reply::parse_ok(&line).map_err(Error::from)
+        self.manage(op, true, reply::parse_ok)
     }
 
     /// MANAGE TRUNCATE: sets max size (and size, if larger).
     pub fn truncate(&self, max_size: u64) -> Result<()> {
         self.need(CapKind::Manage)?;
-        let line =
-            self.manage(ManageOp::Truncate { max_size: to_i64(max_size, "max size")? }, true)?;
-        reply::parse_ok(&line).map_err(Error::from)
+        let op = ManageOp::Truncate { max_size: to_i64(max_size, "max size")? };
+        self.manage(op, true, reply::parse_ok)
     }
 }
 

@@ -15,6 +15,7 @@
 //! * `transfer` — the bulk write and read paths, independent of source and sink.
 //! * `datapath` — how a transfer is cut into whole-checksum-block chunks.
 //! * `checksum` — CRC32 per checksum block.
+//! * `fanout` — one buffer to many peers: shared buffers and `join_all`.
 //! * `extent` — 4 KiB-block extent allocator.
 //! * `keys` — capability keys, shard routing, keyed digests.
 //! * `lock` — per-allocation block locks and server-sync wake-ups.
@@ -27,6 +28,7 @@ pub mod config;
 pub mod conn;
 pub mod datapath;
 pub mod extent;
+pub mod fanout;
 pub mod journal;
 pub mod keys;
 pub mod lock;

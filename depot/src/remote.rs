@@ -164,3 +164,28 @@ pub async fn start_load(
     }
     Ok(())
 }
+
+/// The current size of the allocation behind `cap`, by PROBE through that capability. Our
+/// depots accept PROBE through any of the three capabilities; ACCRE depots want the manage
+/// capability and answer an error, which the caller reports.
+pub async fn probe_size(
+    cap: &Capability,
+    timeout_s: i64,
+    wait: Duration,
+) -> Result<u64, ErrorCode> {
+    use ibp_client::proto::request::{Manage, ManageOp};
+    let mut conn = connect(cap, Instant::now() + wait).await?;
+    let req = Request::Manage(Manage {
+        version: 1,
+        key: cap.key_ref(),
+        typekey: cap.typekey.clone(),
+        op: ManageOp::Probe { captype: 2 },
+        timeout_s,
+    });
+    let mut out = Vec::with_capacity(128);
+    req.encode(&mut out);
+    conn.send(out).await.map_err(|_| ErrorCode::Connection)?;
+    let line = read_reply(&mut conn, wait).await?;
+    let p = reply::parse_probe(&line).map_err(code_of)?;
+    Ok(p.size.max(0) as u64)
+}

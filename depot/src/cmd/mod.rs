@@ -6,6 +6,7 @@
 //! * `copy` — SEND (5), PUSH (20), PULL (21): depot-to-depot copies.
 //! * `store` — STORE (2) and WRITE (13): the bulk write path.
 //! * `load` — LOAD (8): the bulk read path, with server sync.
+//! * `mcopy` — MCOPY (6, LoCI form), MCOPY_EXT (60) fan-out/chain/streams, CHAIN_STORE (61).
 //! * `manage` — MANAGE (9): PROBE, INCR, DECR, CHNG, TRUNCATE.
 //! * `status` — STATUS (4): INQ (v0 and v1), RES, VERSION, CHANGE.
 
@@ -13,6 +14,7 @@ pub mod allocate;
 pub mod copy;
 pub mod load;
 pub mod manage;
+pub mod mcopy;
 pub mod status;
 pub mod store;
 
@@ -60,6 +62,7 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, req: Request) -> (Next, bool) {
         Request::Send(r) | Request::PhoebusSend(r) => copy::send(ctx, r).await,
         Request::Push(r) => copy::push(ctx, r).await,
         Request::Pull(r) => copy::pull(ctx, r).await,
+        Request::Mcopy(r) => mcopy::run_loci(ctx, r).await,
         // Parsed but not served yet by this depot: answered as an unknown function, which
         // every client treats as "not supported here".
         _ => reply_error(ctx.conn, ErrorCode::UnknownFunction, Next::Continue).await,
