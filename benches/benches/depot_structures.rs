@@ -99,6 +99,7 @@ fn table(c: &mut Criterion) {
             durability: Durability::Hard,
             duration_s: 3600,
             size: 4096,
+            digest: None,
         };
         match t.allocate(req, &secret, 0, &mut fill, &mut |_, _| {}) {
             Ok(g) => keys.push(g.keys[0].clone()),
