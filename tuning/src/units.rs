@@ -10,22 +10,7 @@ pub const MAX_SIZE_BYTES: u64 = 1 << 50;
 
 /// Parses a size such as `1GiB`, `64K` or `4096`.
 pub fn parse_size(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let n: u64 = digits.parse().map_err(|_| format!("`{text}` is not a size (e.g. 1GiB, 64K)"))?;
-    let mult: u64 = match unit.trim() {
-        "" | "B" => 1,
-        "K" | "KiB" | "k" => 1 << 10,
-        "M" | "MiB" => 1 << 20,
-        "G" | "GiB" => 1 << 30,
-        "T" | "TiB" => 1 << 40,
-        "kB" | "KB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        other => return Err(format!("unknown size unit `{other}` in `{text}`")),
-    };
-    let bytes = n.checked_mul(mult).ok_or_else(|| format!("`{text}` overflows"))?;
+    let bytes = ibp_client::units::parse_size(text).map_err(|e| e.to_string())?;
     if bytes > MAX_SIZE_BYTES {
         return Err(format!("`{text}` is larger than the 1 PiB limit"));
     }
