@@ -66,13 +66,10 @@ pub async fn run(ctx: &mut Ctx<'_>, req: SplitAllocate) -> (Next, bool) {
     let g = match granted {
         Ok(g) => g,
         Err(e) => {
+            // A split that does not fit the master is "would exceed the limit" (of the master).
             let code = match e {
-                AllocError::InvalidParameter => ErrorCode::InvalidParameter,
-                AllocError::LongDuration => ErrorCode::LongDuration,
-                AllocError::Policy => ErrorCode::WouldExceedPolicy,
                 AllocError::NoSpace => ErrorCode::WouldExceedLimit,
-                AllocError::WouldDamageData => ErrorCode::WouldDamageData,
-                AllocError::InvalidRid => ErrorCode::InvalidRid,
+                other => super::alloc_error_code(other),
             };
             return reply_error(ctx.conn, code, Next::Continue).await;
         }
