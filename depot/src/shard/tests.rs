@@ -39,7 +39,8 @@ fn shared(dir: &Path, journal: &str) -> Shared {
         dir.display()
     );
     let f: FileConfig = toml::from_str(&text).expect("config parses");
-    let cfg = Config::resolve(f, &Overrides { cores: Some(1), ..Default::default() }).expect("valid config");
+    let cfg = Config::resolve(f, &Overrides { cores: Some(1), ..Default::default() })
+        .expect("valid config");
     let cfg = Arc::new(cfg);
     Shared {
         secret: DepotSecret([5; 32]),
@@ -55,7 +56,8 @@ fn runtime() -> Runtime {
 }
 
 fn open(s: &Shared, clock: &ManualClock) -> Rc<Shard> {
-    let (shard, _) = Shard::open(0, s, Rc::new(clock.clone()), Box::new(SeededEntropy::new(7))).expect("shard opens");
+    let (shard, _) = Shard::open(0, s, Rc::new(clock.clone()), Box::new(SeededEntropy::new(7)))
+        .expect("shard opens");
     Rc::new(shard)
 }
 
@@ -66,10 +68,16 @@ async fn allocate(shard: &Shard, d: Durability, size: u64, duration_s: i64) -> (
         let mut t = shard.table.borrow_mut();
         let mut fill = |b: &mut [u8]| shard.fill_random(b);
         let mut zero = |r: u16, e: Extent| shard.zero_extent(r, e);
-        t.allocate(AllocRequest { resource: 0, durability: d, duration_s, size }, &shard.secret, now, &mut fill, &mut zero)
-            .expect("fits")
+        t.allocate(
+            AllocRequest { resource: 0, durability: d, duration_s, size },
+            &shard.secret,
+            now,
+            &mut fill,
+            &mut zero,
+        )
+        .expect("fits")
     };
-    shard.commit(&g.records, d == Durability::Hard).await.expect("committed");
+    shard.commit(0, &g.records, d == Durability::Hard).await.expect("committed");
     (g.id, g.keys[0].clone())
 }
 
@@ -83,12 +91,20 @@ fn expiry_through_the_clock_seam_frees_space() {
         ibp_io::spawn(shard.clone().run_committer());
         let free0 = shard.table.borrow().regions[0].free_bytes();
         let (_, key) = allocate(&shard, Durability::Hard, 100_000, 10).await;
-        assert!(shard.table.borrow().find(&shard.secret, KeyKind::Read, &key, clock.now_unix_s()).is_ok());
+        assert!(shard
+            .table
+            .borrow()
+            .find(&shard.secret, KeyKind::Read, &key, clock.now_unix_s())
+            .is_ok());
         clock.advance(9);
         assert_eq!(shard.reap_once().await, 0, "not yet expired");
         clock.advance(1);
         assert!(
-            shard.table.borrow().find(&shard.secret, KeyKind::Read, &key, clock.now_unix_s()).is_err(),
+            shard
+                .table
+                .borrow()
+                .find(&shard.secret, KeyKind::Read, &key, clock.now_unix_s())
+                .is_err(),
             "an expired capability is not found even before the reaper runs"
         );
         assert_eq!(shard.reap_once().await, 1);
@@ -110,8 +126,9 @@ fn journal_stays_bounded_and_recovers_after_compaction() {
         // ~1.5 MiB of records through a 1 MiB journal: it must compact.
         for i in 0..6000u64 {
             let (id, key) = allocate(&shard, Durability::Soft, 64 * 1024, 3600).await;
-            let rec = shard.table.borrow_mut().apply_data(id, 1000, 0, &[i as u32; 1]).expect("live");
-            shard.commit(&[rec], false).await.expect("committed");
+            let rec =
+                shard.table.borrow_mut().apply_data(id, 1000, 0, &[i as u32; 1]).expect("live");
+            shard.commit(0, &[rec], false).await.expect("committed");
             if i % 500 == 0 {
                 kept.push((id, key));
             } else {
@@ -132,7 +149,8 @@ fn journal_stays_bounded_and_recovers_after_compaction() {
         assert_eq!(shard.table.borrow().len(), kept.len());
         for (id, key) in &kept {
             let t = shard.table.borrow();
-            let a = t.find(&shard.secret, KeyKind::Read, key, clock.now_unix_s()).expect("survives");
+            let a =
+                t.find(&shard.secret, KeyKind::Read, key, clock.now_unix_s()).expect("survives");
             assert_eq!((a.id, a.size), (*id, 1000));
         }
     });
@@ -145,7 +163,8 @@ fn a_failed_sync_latches_and_nothing_is_acknowledged_after_it() {
     let clock = ManualClock::new(1_000_000);
     runtime().block_on(async {
         let (mut shard, _) =
-            Shard::open(0, &s, Rc::new(clock.clone()), Box::new(SeededEntropy::new(1))).expect("opens");
+            Shard::open(0, &s, Rc::new(clock.clone()), Box::new(SeededEntropy::new(1)))
+                .expect("opens");
         let plan = Rc::new(FaultPlan::default());
         let inner = std::mem::replace(&mut shard.stores[0], Store::open_ram(4096).expect("ram"));
         shard.stores[0] = Store::faulty(inner, plan.clone());
@@ -159,13 +178,16 @@ fn a_failed_sync_latches_and_nothing_is_acknowledged_after_it() {
         r.expect("write before the fault");
         plan.fail_sync_after.set(1);
         let rec = shard.table.borrow_mut().apply_data(id, 4096, 0, &[0]).expect("live");
-        assert!(shard.commit(&[rec], true).await.is_err(), "no ack after a failed sync");
+        assert!(shard.commit(0, &[rec], true).await.is_err(), "no ack after a failed sync");
         assert!(shard.stores[0].latched().is_some(), "the store latched");
         let buf = ibp_io::buf::acquire().await;
         let (r, _) = shard.stores[0].write(buf, 0, 0..0).await;
         assert!(r.is_err(), "writes refused after the latch");
         let rec = shard.table.borrow_mut().apply_data(id, 4096, 0, &[0]).expect("live");
-        assert!(shard.commit(&[rec], false).await.is_err(), "the journal acknowledges nothing more");
+        assert!(
+            shard.commit(0, &[rec], false).await.is_err(),
+            "the journal acknowledges nothing more"
+        );
         let mut out = ibp_io::buf::acquire().await;
         out.set_len(0);
         let (r, _) = shard.stores[0].read(out, 0, 4096).await;
