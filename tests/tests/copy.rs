@@ -422,7 +422,6 @@ fn refusals_carry_their_codes() {
 /// refuses (bad capability, -4), the third target is never tried and is reported as -4 too,
 /// although its capability is good.
 #[test]
-#[ignore = "depot bug: a chain stops at a refusing hop and reports its -4 for every later target"]
 fn chain_goes_on_past_a_refusing_hop() {
     let (a, b, c) = (depot("64MiB", 2), depot("64MiB", 2), depot("64MiB", 2));
     let src = alloc(&a, 8192);
