@@ -8,4 +8,5 @@
 //! The protocol reference is `PROTOCOL.md` in the shared docs; section numbers in comments
 //! (§7.1, §9…) point there.
 
+pub mod exnode;
 pub mod proto;
