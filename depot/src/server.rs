@@ -19,6 +19,7 @@ use std::sync::atomic::AtomicI64;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use ibp_client::proto::request::ext::{ext_command, parse_ext, ExtRequest};
 use ibp_client::proto::{parse_request, ErrorCode};
 use ibp_io::channel::{channel, Receiver, Sender};
 use ibp_io::net::{TcpListener, TcpStream};
@@ -336,6 +337,16 @@ async fn serve(shard: Rc<Shard>, mut conn: Conn, peers: Arc<Vec<Sender<Handoff>>
             }
         };
         let t0 = Instant::now();
+        if ext_command(&line).is_some() {
+            match serve_ext(&shard, &mut conn, &line, peers.len()).await {
+                Ok(Next::Continue) => continue,
+                Ok(Next::Close) => return conn.close_with_notice(0.0).await,
+                Ok(Next::Drop) => return,
+                Err(owner) => {
+                    return hand_off_line(&shard, conn, &line, &peers[owner as usize]).await
+                }
+            }
+        }
         let req = match parse_request(&line) {
             Ok(r) => r,
             Err(e) => {
@@ -346,14 +357,12 @@ async fn serve(shard: Rc<Shard>, mut conn: Conn, peers: Arc<Vec<Sender<Handoff>>
             }
         };
         if let Some(key) = cmd::key_of(&req) {
-            match keys::shard_of(&key.key) {
-                Some(owner) if owner == shard.idx => {}
-                Some(owner) if (owner as usize) < peers.len() => {
-                    conn.unread(&line);
-                    return hand_off(&shard, conn, &peers[owner as usize]).await;
+            match route(&shard, &key.key, peers.len()) {
+                Route::Here => {}
+                Route::Shard(owner) => {
+                    return hand_off_line(&shard, conn, &line, &peers[owner as usize]).await
                 }
-                _ => {
-                    // Not one of our keys at all.
+                Route::Nowhere => {
                     shard.stats.record(req.name(), false, t0.elapsed());
                     let next =
                         if cmd::carries_payload(&req) { Next::Close } else { Next::Continue };
@@ -376,6 +385,64 @@ async fn serve(shard: Rc<Shard>, mut conn: Conn, peers: Arc<Vec<Sender<Handoff>>
             Next::Drop => return,
         }
     }
+}
+
+/// Where a key's allocation lives.
+enum Route {
+    Here,
+    Shard(u16),
+    /// Not one of our keys at all.
+    Nowhere,
+}
+
+fn route(shard: &Shard, key: &str, shards: usize) -> Route {
+    match keys::shard_of(key) {
+        Some(owner) if owner == shard.idx => Route::Here,
+        Some(owner) if (owner as usize) < shards => Route::Shard(owner),
+        _ => Route::Nowhere,
+    }
+}
+
+/// Moves the connection, with `line` put back in front of its unread bytes, to the shard
+/// that owns the key in `line`.
+async fn hand_off_line(shard: &Shard, mut conn: Conn, line: &[u8], to: &Sender<Handoff>) {
+    conn.unread(line);
+    hand_off(shard, conn, to).await
+}
+
+/// Serves an extension command; `Err(owner)` means it belongs to shard `owner`.
+async fn serve_ext(
+    shard: &Rc<Shard>,
+    conn: &mut Conn,
+    line: &[u8],
+    shards: usize,
+) -> Result<Next, u16> {
+    let t0 = Instant::now();
+    let r = match parse_ext(line) {
+        Ok(r) => r,
+        Err(e) => {
+            shard.stats.record("malformed", false, t0.elapsed());
+            let _ = conn.send_error(e.code).await;
+            return Ok(Next::Close);
+        }
+    };
+    let name = match &r {
+        ExtRequest::McopyExt(_) => "MCOPY_EXT",
+        ExtRequest::ChainStore(_) => "CHAIN_STORE",
+    };
+    match route(shard, &cmd::mcopy::key_of(&r).key, shards) {
+        Route::Here => {}
+        Route::Shard(owner) => return Err(owner),
+        Route::Nowhere => {
+            let next =
+                if matches!(r, ExtRequest::ChainStore(_)) { Next::Close } else { Next::Continue };
+            return Ok(cmd::reply_error(conn, ErrorCode::CapNotFound, next).await.0);
+        }
+    }
+    let mut ctx = Ctx { shard, conn };
+    let (next, ok) = cmd::mcopy::run_ext(&mut ctx, r).await;
+    shard.stats.record(name, ok, t0.elapsed());
+    Ok(next)
 }
 
 async fn hand_off(shard: &Shard, conn: Conn, to: &Sender<Handoff>) {

@@ -15,6 +15,7 @@
 //! * `mcopy`: the LoCI MCOPY second line.
 
 mod encode;
+pub mod ext;
 mod mcopy;
 mod parse;
 

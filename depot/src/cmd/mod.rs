@@ -3,14 +3,18 @@
 //!
 //! # Layout
 //! * `allocate` — ALLOCATE (1).
+//! * `copy` — SEND (5), PUSH (20), PULL (21): depot-to-depot copies.
 //! * `store` — STORE (2) and WRITE (13): the bulk write path.
 //! * `load` — LOAD (8): the bulk read path, with server sync.
+//! * `mcopy` — MCOPY (6, LoCI form), MCOPY_EXT (60) fan-out/chain/streams, CHAIN_STORE (61).
 //! * `manage` — MANAGE (9): PROBE, INCR, DECR, CHNG, TRUNCATE.
 //! * `status` — STATUS (4): INQ (v0 and v1), RES, VERSION, CHANGE.
 
 pub mod allocate;
+pub mod copy;
 pub mod load;
 pub mod manage;
+pub mod mcopy;
 pub mod status;
 pub mod store;
 
@@ -55,6 +59,10 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, req: Request) -> (Next, bool) {
         Request::Load(r) => load::run(ctx, &r.key, r.offset, r.len, r.timeout_s).await,
         Request::Manage(r) => manage::run(ctx, r).await,
         Request::Status(r) => status::run(ctx, r).await,
+        Request::Send(r) | Request::PhoebusSend(r) => copy::send(ctx, r).await,
+        Request::Push(r) => copy::push(ctx, r).await,
+        Request::Pull(r) => copy::pull(ctx, r).await,
+        Request::Mcopy(r) => mcopy::run_loci(ctx, r).await,
         // Parsed but not served yet by this depot: answered as an unknown function, which
         // every client treats as "not supported here".
         _ => reply_error(ctx.conn, ErrorCode::UnknownFunction, Next::Continue).await,

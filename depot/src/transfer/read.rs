@@ -1,0 +1,171 @@
+//! The bulk read path: a range of an allocation to a [`Sink`].
+//!
+//! Flow: [`open`] validates the range; if it reaches past the current size it waits (server
+//! sync, up to the command's timeout) while a STORE/WRITE on the allocation is in flight and
+//! may fill it, else −19. [`stream`] holds the blocks shared, reads the first chunk and
+//! verifies every block's CRC (a mismatch refuses with −63 before anything is sent), calls
+//! [`Sink::begin`], then passes chunks to the sink while the next one is read from disk. A
+//! mismatch found after `begin` ends the transfer with [`ReadFailure::Storage`]: the sink is
+//! cut short, it never receives bad bytes.
+
+use std::cell::Cell;
+use std::io;
+use std::ops::Range;
+use std::rc::Rc;
+use std::time::Instant;
+
+use ibp_client::proto::{ErrorCode, KeyRef};
+use ibp_io::FixedBuf;
+
+use crate::checksum::blocks_touched;
+use crate::cmd::{lookup, View};
+use crate::datapath::{chunk_crcs, chunks, Chunk};
+use crate::keys::KeyKind;
+use crate::shard::Shard;
+
+/// Where a transfer's bytes go.
+// The futures are !Send on purpose: everything runs on its shard's own core.
+#[allow(async_fn_in_trait)]
+pub trait Sink {
+    /// Called once, after the first chunk has been read and verified, before any data.
+    async fn begin(&mut self, len: u64) -> io::Result<()>;
+    /// Takes `buf[range]`, the next bytes of the transfer.
+    async fn chunk(&mut self, buf: FixedBuf, range: Range<usize>) -> io::Result<()>;
+}
+
+/// Why a read transfer failed.
+#[derive(Debug)]
+pub enum ReadFailure {
+    /// Before `begin`: answer the client with this code.
+    Refused(ErrorCode),
+    /// The sink failed (peer gone).
+    Sink(io::Error),
+    /// Storage failed or a checksum mismatched after `begin`: cut the sink short.
+    Storage(String),
+}
+
+/// Validates a read of `[offset, offset + len)` through read key `key`, waiting for in-flight
+/// writers when the range is not all there yet. Returns the view and the range.
+pub async fn open(
+    shard: &Rc<Shard>,
+    key: &KeyRef,
+    offset: i64,
+    len: i64,
+    wait: std::time::Duration,
+) -> Result<(View, u64, u64), ErrorCode> {
+    let v = lookup(shard, KeyKind::Read, key)?;
+    if len < 0 || offset < 0 {
+        return Err(ErrorCode::InvalidParameter);
+    }
+    let off = offset as u64;
+    let end = off
+        .checked_add(len as u64)
+        .filter(|&e| e <= v.max_size)
+        .ok_or(ErrorCode::WouldExceedLimit)?;
+    if end <= v.size {
+        return Ok((v, off, end));
+    }
+    match server_sync_wait(shard, key, end, Instant::now() + wait).await {
+        Some(v) => Ok((v, off, end)),
+        None => Err(ErrorCode::WouldExceedLimit),
+    }
+}
+
+/// Waits while a writer may still extend the allocation to `end`. Returns the fresh view when
+/// the range is there, `None` when it will not be (no writer left, or the deadline passed).
+async fn server_sync_wait(
+    shard: &Rc<Shard>,
+    key: &KeyRef,
+    end: u64,
+    deadline: Instant,
+) -> Option<View> {
+    loop {
+        let v = lookup(shard, KeyKind::Read, key).ok()?;
+        if v.size >= end {
+            return Some(v);
+        }
+        let rt = shard.rt(v.id);
+        let changed = rt.changed.notified();
+        if rt.writers.get() == 0 {
+            return None;
+        }
+        ibp_io::time::timeout_at(deadline, changed).await.ok()?;
+    }
+}
+
+type ReadResult = Rc<Cell<Option<Result<FixedBuf, String>>>>;
+
+/// Streams `[off, end)` of allocation `v` to `sink`.
+pub async fn stream<S: Sink>(
+    shard: &Rc<Shard>,
+    v: View,
+    off: u64,
+    end: u64,
+    sink: &mut S,
+) -> Result<(), ReadFailure> {
+    if end == off {
+        return sink.begin(0).await.map_err(ReadFailure::Sink);
+    }
+    let rt = shard.rt(v.id);
+    let _guard = rt.lock(blocks_touched(off, end, v.checksum_block), false).await;
+    let plan = chunks(off, end, v.checksum_block, shard.cfg.buffer_bytes, v.extent_bytes);
+    let mut next = Some(spawn_read(shard.clone(), v, plan[0].clone()));
+    for (i, c) in plan.iter().enumerate() {
+        let Some((h, cell)) = next.take() else { break };
+        h.await;
+        let buf = match cell.take() {
+            Some(Ok(b)) => b,
+            Some(Err(e)) => {
+                tracing::error!(shard = shard.idx, cause = %e, "load failed");
+                if i == 0 {
+                    let code = if e.starts_with("checksum") {
+                        ErrorCode::Chksum
+                    } else {
+                        ErrorCode::FileRead
+                    };
+                    return Err(ReadFailure::Refused(code));
+                }
+                return Err(ReadFailure::Storage(e));
+            }
+            None => return Err(ReadFailure::Storage("read task ended without a result".into())),
+        };
+        if let Some(nc) = plan.get(i + 1) {
+            next = Some(spawn_read(shard.clone(), v, nc.clone()));
+        }
+        if i == 0 {
+            sink.begin(end - off).await.map_err(ReadFailure::Sink)?;
+        }
+        sink.chunk(buf, c.payload.clone()).await.map_err(ReadFailure::Sink)?;
+    }
+    Ok(())
+}
+
+/// Reads and verifies one chunk in its own task, so the next chunk's disk read overlaps the
+/// current chunk's send.
+fn spawn_read(shard: Rc<Shard>, v: View, c: Chunk) -> (ibp_io::JoinHandle, ReadResult) {
+    let cell: ReadResult = Rc::new(Cell::new(None));
+    let out = cell.clone();
+    let h = ibp_io::spawn(async move {
+        out.set(Some(read_chunk(&shard, &v, &c).await));
+    });
+    (h, cell)
+}
+
+/// Reads one chunk and verifies every block's CRC.
+pub async fn read_chunk(shard: &Shard, v: &View, c: &Chunk) -> Result<FixedBuf, String> {
+    let buf = ibp_io::buf::acquire().await;
+    let (r, buf) =
+        shard.stores[v.resource as usize].read(buf, v.base + c.alloc_off, c.disk_len).await;
+    r.map_err(|e: io::Error| e.to_string())?;
+    let got = chunk_crcs(buf.as_slice(), c, v.checksum_block);
+    let t = shard.table.borrow();
+    let a = t.get(v.id).ok_or("allocation vanished during the load")?;
+    for (i, crc) in got.iter().enumerate() {
+        let block = c.first_block + i as u64;
+        if a.crcs.get(block, v.checksum_block) != *crc {
+            // Never name the capability; the allocation number and block locate the damage.
+            return Err(format!("checksum mismatch in allocation {} block {block}", v.id));
+        }
+    }
+    Ok(buf)
+}
