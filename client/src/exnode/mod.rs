@@ -6,9 +6,10 @@
 //! (replicas on distinct depots), each mapping carrying its three capabilities, its lease end
 //! and an end-to-end checksum per block, so a reader can pick any live, verified replica.
 //!
-//! This module is the data structure and its serializations only: no sockets and no clock
-//! (the caller passes `now` to liveness queries), so it is testable and fuzzable in isolation.
-//! The network tools (upload, download, augment, trim, refresh, ls) live in `ibp-xnd`.
+//! The data structure and its serializations have no sockets and no clock (the caller passes
+//! `now` to liveness queries), so they are testable and fuzzable in isolation. The network
+//! tools (upload, download, augment, trim, refresh, probe) are in [`tools`], over the client
+//! library; `ibp-xnd` is their command line.
 //!
 //! # Layout
 //! * [`model`]: [`ExNode`] and [`Mapping`], the library calls of the paper's Table 2
@@ -16,6 +17,7 @@
 //! * [`metadata`]: typed LoRS metadata and the nested `function` tree (e2e transforms);
 //! * [`checksum`]: per-block end-to-end checksums (CRC32 or MD5) and their verification;
 //! * [`query`]: queries by logical range, depot and liveness, coverage gaps, replica counts;
+//! * [`tools`]: the network tools over the client library;
 //! * [`xml`]: the LoRS `.xnd` format, read with hard bounds and written so LoRS tools load it;
 //! * `json` (feature `cli`, which brings serde_json): the serde form for scripts (`--json`).
 
@@ -25,6 +27,7 @@ pub mod json;
 pub mod metadata;
 pub mod model;
 pub mod query;
+pub mod tools;
 pub mod xml;
 
 pub use checksum::{BlockChecksums, ChecksumAlgorithm, ChecksumError};
