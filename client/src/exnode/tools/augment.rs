@@ -73,9 +73,7 @@ pub fn augment(
             .candidates
             .iter()
             .filter_map(|&id| snapshot.get(id))
-            .filter(|m| {
-                m.lease_live(now_s()) && m.read.as_ref().is_some_and(|c| alive(&cap_addr(c)))
-            })
+            .filter(|m| m.lease_live(now_s()) && answers_probe(m, &endpoints, &alive))
             .collect();
         let holding: BTreeSet<DepotAddr> = unit
             .candidates
@@ -92,7 +90,10 @@ pub fn augment(
                 fetch_verified(m, &unit.range, depot).ok().map(|d| (d, *m))
             });
             if let Some((data, source)) = data {
-                for target in opts.depots.iter().filter(|d| !holding.contains(d) && alive(d)) {
+                // Rotate the start by unit so new replicas spread over the targets.
+                let n = opts.depots.len();
+                let rotated = (0..n).map(|k| &opts.depots[(i + k) % n]);
+                for target in rotated.filter(|d| !holding.contains(d) && alive(d)) {
                     if have >= opts.copies {
                         break;
                     }
@@ -121,6 +122,16 @@ pub fn augment(
     }
     x.mappings.sort_by_key(|m| m.logical_offset);
     Ok(report)
+}
+
+/// Live means the depot answers MANAGE PROBE through the read capability (as LoRS `-B`
+/// counts live replicas); a connect alone is not enough (a dying depot may still accept).
+fn answers_probe(m: &Mapping, endpoints: &Endpoints, alive: &dyn Fn(&DepotAddr) -> bool) -> bool {
+    let Some(cap) = m.read.as_ref() else { return false };
+    if !alive(&cap_addr(cap)) {
+        return false;
+    }
+    endpoints.get(cap).is_some_and(|d| d.handle(cap).probe().is_ok())
 }
 
 /// Stores `data` (logical `range`, verified against `source`'s digests) as a new
