@@ -12,6 +12,9 @@ use crate::proto::capability::{CapKind, Capability};
 use crate::proto::reply::{self, ProbeReply, ReplyError};
 use crate::proto::request::{Manage, ManageOp, RangeIo, Reliability, Request, Store};
 
+/// Most requests [`CapHandle::load_many`] keeps in flight on one connection.
+pub const PIPELINE_WINDOW: usize = 16;
+
 /// Piece size for streaming variants: what is held in memory at once.
 pub const STREAM_PIECE_BYTES: usize = 1024 * 1024;
 
@@ -160,6 +163,37 @@ impl<'a> CapHandle<'a> {
             conn.send(&header)?;
             read_load_header(conn, len)?;
             conn.read_exact(out)
+        })
+    }
+
+    /// Several LOADs pipelined on one connection: up to [`PIPELINE_WINDOW`] requests are
+    /// written before their replies are read (replies come back strictly in order, PROTOCOL.md
+    /// §1). Returns one buffer per range, in order.
+    pub fn load_many(&self, ranges: &[(u64, u64)]) -> Result<Vec<Vec<u8>>> {
+        self.need(CapKind::Read)?;
+        let total = ranges.iter().try_fold(0u64, |acc, (_, len)| acc.checked_add(*len));
+        let total = total.ok_or_else(|| Error::InvalidArgument("lengths overflow".into()))?;
+        let headers = ranges
+            .iter()
+            .map(|&(offset, len)| self.range_request(true, offset, len))
+            .collect::<Result<Vec<_>>>()?;
+        self.depot.call(self.depot.config().op_budget(total), true, |conn| {
+            let mut out = Vec::with_capacity(ranges.len());
+            let mut sent = 0;
+            while out.len() < ranges.len() {
+                while sent < headers.len() && sent - out.len() < PIPELINE_WINDOW {
+                    conn.send(&headers[sent])?;
+                    sent += 1;
+                }
+                let len = ranges[out.len()].1;
+                read_load_header(conn, len)?;
+                let size = usize::try_from(len)
+                    .map_err(|_| Error::InvalidArgument("length too large".into()))?;
+                let mut data = vec![0; size];
+                conn.read_exact(&mut data)?;
+                out.push(data);
+            }
+            Ok(out)
         })
     }
 

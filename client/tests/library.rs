@@ -77,6 +77,20 @@ fn allocate_store_load_probe_manage() {
 }
 
 #[test]
+fn pipelined_loads_come_back_in_order() {
+    let (fake, depot, caps) = setup(1 << 20);
+    let data = pattern(100_000);
+    depot.handle(&caps.write).store(&data).expect("store");
+    let ranges: Vec<(u64, u64)> = (0..40).map(|i| ((i * 2311) % 90_000, 1000 + i)).collect();
+    let before = fake.connections.load(Ordering::SeqCst);
+    let got = depot.handle(&caps.read).load_many(&ranges).expect("pipelined loads");
+    assert!(fake.connections.load(Ordering::SeqCst) - before <= 1, "one connection");
+    for ((off, len), bytes) in ranges.iter().zip(&got) {
+        assert_eq!(bytes[..], data[*off as usize..(*off + *len) as usize]);
+    }
+}
+
+#[test]
 fn status_calls() {
     let (_fake, depot, _caps) = setup(10);
     let inq = depot.status_inq(None).expect("inq");

@@ -28,6 +28,8 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_CORE: usize = 512;
 pub const DEFAULT_BUFFER_BYTES: u64 = 256 * 1024;
 /// Buffers per core.
 pub const DEFAULT_BUFFERS_PER_CORE: usize = 64;
+/// Preallocated journal per shard; compacted at three quarters full.
+pub const DEFAULT_JOURNAL_BYTES: u64 = 64 << 20;
 
 /// Where a resource keeps its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +68,8 @@ pub struct Config {
     pub max_connections_per_core: usize,
     pub buffer_bytes: u64,
     pub buffers_per_core: usize,
+    /// Preallocated size of each shard's journal.
+    pub journal_bytes: u64,
     pub resources: Vec<ResourceConfig>,
 }
 
@@ -91,6 +95,7 @@ pub struct DepotSection {
     pub max_connections_per_core: Option<usize>,
     pub buffer_size: Option<String>,
     pub buffers_per_core: Option<usize>,
+    pub journal_size: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -203,6 +208,9 @@ impl Config {
                 .unwrap_or(DEFAULT_MAX_CONNECTIONS_PER_CORE),
             buffer_bytes,
             buffers_per_core: f.depot.buffers_per_core.unwrap_or(DEFAULT_BUFFERS_PER_CORE).max(4),
+            journal_bytes: opt_size(&f.depot.journal_size, "depot.journal_size")?
+                .unwrap_or(DEFAULT_JOURNAL_BYTES)
+                .max(1 << 20),
             resources,
         })
     }

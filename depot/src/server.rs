@@ -42,6 +42,8 @@ pub struct Handoff {
 
 /// Connections waiting to be adopted by a core.
 const HANDOFF_QUEUE: usize = 1024;
+/// How long start-up waits for a fixed port still held by a dying previous instance.
+const PORT_WAIT: Duration = Duration::from_secs(10);
 /// Back-off suggested to clients refused for lack of connection slots.
 const BUSY_BACKOFF_S: f64 = 1.0;
 
@@ -116,16 +118,29 @@ pub fn load_secret(meta_dir: &Path) -> Result<DepotSecret, String> {
 
 /// Binds the base port on every core and each core's own port. With port 0 the base port is
 /// chosen by the kernel and the shard ports follow it; a collision retries with a new one.
+///
+/// A fixed port that is still in use is retried for a few seconds: after `kill -9` the kernel
+/// tears an io_uring instance down asynchronously, and the sockets its pending accepts hold
+/// stay bound for a moment after the process is gone.
 fn bind_all(listen: SocketAddr, cores: usize) -> Result<(u16, Vec<CoreSockets>), String> {
-    let attempts = if listen.port() == 0 { 20 } else { 1 };
-    let mut last_err = String::new();
-    for _ in 0..attempts {
+    let deadline = Instant::now() + PORT_WAIT;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
         match try_bind(listen, cores) {
             Ok(v) => return Ok(v),
-            Err(e) => last_err = e,
+            Err(e) if listen.port() == 0 && attempts < 20 => {
+                tracing::debug!(cause = %e, "port collision, trying another")
+            }
+            Err(e) if listen.port() != 0 && e.contains("in use") && Instant::now() < deadline => {
+                if attempts == 1 {
+                    tracing::info!(cause = %e, "port still held (a previous instance is being torn down); waiting");
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e),
         }
     }
-    Err(last_err)
 }
 
 fn try_bind(listen: SocketAddr, cores: usize) -> Result<(u16, Vec<CoreSockets>), String> {

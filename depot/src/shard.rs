@@ -107,9 +107,10 @@ impl Shard {
             });
         }
         let mut table = Table::new(idx, regions);
-        let (journal, jreport) = Journal::recover(&cfg.meta_dir, idx, cfg.cores as u16, |rec| {
-            table.replay(rec).map_err(str::to_string)
-        })?;
+        let (journal, jreport) =
+            Journal::recover(&cfg.meta_dir, idx, cfg.cores as u16, cfg.journal_bytes, |rec| {
+                table.replay(rec).map_err(str::to_string)
+            })?;
         let stats = shared.all_stats[idx as usize].clone();
         let shard = Shard {
             idx,
@@ -201,6 +202,13 @@ impl Shard {
     /// Runtime state of allocation `id`.
     pub fn rt(&self, id: u64) -> Rc<AllocRt> {
         self.rts.borrow_mut().entry(id).or_default().clone()
+    }
+
+    /// Marks the allocations that transfers are using, so soft revocation passes them by.
+    pub fn pin_busy(&self) {
+        let busy =
+            self.rts.borrow().iter().filter(|(_, rt)| rt.busy()).map(|(id, _)| *id).collect();
+        self.table.borrow_mut().pinned = busy;
     }
 
     /// Forgets idle runtime state of allocations that are gone.
@@ -301,19 +309,33 @@ impl Shard {
     pub async fn run_reaper(self: Rc<Self>) {
         loop {
             ibp_io::time::sleep(REAP_INTERVAL).await;
-            let now = self.clock.now_unix_s();
-            let ids = self.table.borrow().expired(now, REAP_BATCH);
-            for id in ids {
-                if self.rts.borrow().get(&id).is_some_and(|rt| rt.busy()) {
-                    continue; // a transfer that began before expiry finishes first
-                }
-                match self.delete(id).await {
-                    Ok(true) => tracing::debug!(shard = self.idx, id, "lease expired"),
-                    Ok(false) => {}
-                    Err(e) => tracing::error!(shard = self.idx, cause = %e, "reaping failed"),
-                }
-            }
-            self.prune_rts();
+            self.reap_once().await;
         }
     }
+
+    /// Deletes up to a batch of allocations whose lease has ended by the clock seam's `now`.
+    /// Returns how many were deleted.
+    pub async fn reap_once(&self) -> usize {
+        let now = self.clock.now_unix_s();
+        let ids = self.table.borrow().expired(now, REAP_BATCH);
+        let mut reaped = 0;
+        for id in ids {
+            if self.rts.borrow().get(&id).is_some_and(|rt| rt.busy()) {
+                continue; // a transfer that began before expiry finishes first
+            }
+            match self.delete(id).await {
+                Ok(true) => {
+                    reaped += 1;
+                    tracing::debug!(shard = self.idx, id, "lease expired");
+                }
+                Ok(false) => {}
+                Err(e) => tracing::error!(shard = self.idx, cause = %e, "reaping failed"),
+            }
+        }
+        self.prune_rts();
+        reaped
+    }
 }
+
+#[cfg(test)]
+mod tests;

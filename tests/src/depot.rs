@@ -48,6 +48,8 @@ pub struct DepotOpts {
     /// `max_alloc` of resource "1", when set.
     pub max_alloc: Option<String>,
     pub checksum_block: String,
+    /// `admission_factor` of resource "1", when set (the depot's default is 1.0).
+    pub admission_factor: Option<f64>,
     /// Adds resource "2", a 64 MiB RAM resource with the same max duration.
     pub ram_resource: bool,
     /// `RUST_LOG` for the depot (stderr goes to `depot.stderr.log` in the test dir).
@@ -66,6 +68,7 @@ impl Default for DepotOpts {
             max_duration: "1h".into(),
             max_alloc: None,
             checksum_block: "64KiB".into(),
+            admission_factor: None,
             ram_resource: false,
             rust_log: "info".into(),
         }
@@ -89,6 +92,9 @@ impl DepotOpts {
             t += &format!("max_alloc = {m:?}\n");
         }
         t += &format!("checksum_block = {:?}\n", self.checksum_block);
+        if let Some(f) = self.admission_factor {
+            t += &format!("admission_factor = {f:?}\n");
+        }
         if self.ram_resource {
             t += "\n[[resource]]\nrid = \"2\"\nkind = \"ram\"\ncapacity = \"64MiB\"\n";
             t += &format!("max_duration = {:?}\n", self.max_duration);

@@ -5,7 +5,8 @@
 //! does); set `IBP_DEPOT_BIN` to use another one. Data lives under /var/tmp (ext4: the depot
 //! refuses tmpfs for O_DIRECT).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -16,6 +17,9 @@ use ibp_client::parallel::{self, ParallelConfig};
 use ibp_client::proto::request::Reliability;
 use ibp_client::proto::{CapKind, Capability, ErrorCode};
 use ibp_client::{Config, Depot, Error};
+
+/// Disk capacity of each test depot.
+const TEST_CAPACITY: &str = "256MiB";
 
 /// A depot process on a free loopback port, killed and cleaned up on drop.
 struct DepotProcess {
@@ -39,26 +43,43 @@ fn depot_binary() -> PathBuf {
 
 impl DepotProcess {
     fn start(name: &str) -> DepotProcess {
+        DepotProcess::start_with(name, 2, None)
+    }
+
+    /// A depot with `cores` shards and, optionally, a TOML config file.
+    fn start_with(name: &str, cores: u32, config_toml: Option<&str>) -> DepotProcess {
         let dir =
             PathBuf::from("/var/tmp").join(format!("ibp-client-e2e-{}-{name}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).expect("data dir");
-        let mut child = Command::new(depot_binary())
-            .args(["--listen", "127.0.0.1:0", "--cores", "2", "--data"])
-            .arg(dir.join("disk"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start ibp-depot");
+        let mut command = Command::new(depot_binary());
+        command.args(["--listen", "127.0.0.1:0", "--cores", &cores.to_string(), "--data"]);
+        command.arg(dir.join("disk"));
+        // Small capacity: the depot preallocates its region, and test machines are shared.
+        let toml = format!(
+            "{}\n[[resource]]\nkind = \"disk\"\npath = \"{}\"\ncapacity = \"{TEST_CAPACITY}\"\n",
+            config_toml.unwrap_or(""),
+            dir.join("disk").display()
+        );
+        let path = dir.join("depot.toml");
+        std::fs::write(&path, toml).expect("config file");
+        command.arg("--config").arg(path);
+        let log = std::fs::File::create(dir.join("depot.log")).expect("log file");
+        let mut child =
+            command.stdout(Stdio::piped()).stderr(log).spawn().expect("start ibp-depot");
         let stdout = child.stdout.take().expect("stdout");
+        // From here on, Drop kills the process and removes the directory even on panic.
+        let mut proc = DepotProcess { child, addr: String::new(), dir };
         let mut first = String::new();
         BufReader::new(stdout).read_line(&mut first).expect("depot prints its address");
-        let addr = first
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
-            .to_owned();
-        DepotProcess { child, addr, dir }
+        match first.trim().strip_prefix("listening on ") {
+            Some(addr) => proc.addr = addr.to_owned(),
+            None => {
+                let log = std::fs::read_to_string(proc.dir.join("depot.log")).unwrap_or_default();
+                panic!("depot did not start: {first:?}\n{log}");
+            }
+        }
+        proc
     }
 
     fn depot(&self) -> Depot {
@@ -105,6 +126,9 @@ fn calls_round_trip_against_the_depot() {
     assert_eq!(w.write(0, b"J").expect("write"), 1);
     let r = read_depot.handle(&caps.read);
     assert_eq!(r.load(0, 11).expect("load"), b"Jello world");
+
+    let pieces = r.load_many(&[(6, 5), (0, 1), (1, 4)]).expect("pipelined loads");
+    assert_eq!(pieces, vec![b"world".to_vec(), b"J".to_vec(), b"ello".to_vec()]);
 
     let m = read_depot.handle(&caps.manage);
     let p = m.probe().expect("probe");
@@ -204,4 +228,39 @@ fn parallel_transfer_with_verify() {
         "client_e2e parallel: {} bytes up in {:?}, down in {:?}, 4 streams",
         len, up.elapsed, down.elapsed
     );
+}
+
+#[test]
+fn back_off_from_a_full_depot_is_honoured_and_bounded() {
+    let proc =
+        DepotProcess::start_with("backoff", 1, Some("[depot]\nmax_connections_per_core = 1\n"));
+    // Occupy the only connection slot.
+    let mut hog = TcpStream::connect(&proc.addr).expect("connect");
+    hog.write_all(b"1 4 3 30\n").expect("send");
+    let mut reply = [0u8; 64];
+    let n = hog.read(&mut reply).expect("hog is served");
+    assert!(reply[..n].starts_with(b"1 "), "{:?}", String::from_utf8_lossy(&reply[..n]));
+
+    let impatient = Config {
+        max_backoff_retries: 1,
+        max_single_backoff: Duration::from_millis(200),
+        ..config()
+    };
+    match Depot::parse(&proc.addr, impatient).expect("address").status_res() {
+        Err(Error::BackoffExhausted { attempts: 2, .. }) => {}
+        other => panic!("expected BackoffExhausted, got {other:?}"),
+    }
+
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        drop(hog);
+    });
+    let patient = Config {
+        max_backoff_retries: 20,
+        max_single_backoff: Duration::from_millis(200),
+        ..config()
+    };
+    let rids = Depot::parse(&proc.addr, patient).expect("address").status_res();
+    release.join().expect("release thread");
+    assert!(!rids.expect("served once the slot is free").is_empty());
 }

@@ -43,6 +43,7 @@ pub async fn run(ctx: &mut Ctx<'_>, req: Allocate) -> (Next, bool) {
         AllocRequest { resource, durability, duration_s: req.duration_s, size: req.size as u64 };
     let now = shard.clock.now_unix_s();
     shard.sync_policies();
+    shard.pin_busy();
     let granted = {
         let mut t = shard.table.borrow_mut();
         let mut fill = |b: &mut [u8]| shard.fill_random(b);

@@ -57,7 +57,11 @@ pub async fn run(
         }
         Err(Failure::Peer(e)) => {
             tracing::debug!(shard = shard.idx, cause = %e, "store cut short by the client");
-            (Next::Drop, false)
+            // A client that stalled past the deadline gets ACCRE's close notice; one that is
+            // gone does not read it, and the send just fails.
+            let next =
+                if e.kind() == std::io::ErrorKind::TimedOut { Next::Close } else { Next::Drop };
+            (next, false)
         }
         Err(Failure::Storage(e)) => {
             tracing::error!(shard = shard.idx, cause = %e, "store failed");

@@ -23,7 +23,7 @@ use ibp_io::AlignedBuf;
 
 use super::record::{scan, Record, JOURNAL_MAGIC};
 
-/// Preallocated journal size; compaction keeps it bounded.
+/// Default preallocated journal size; compaction keeps it bounded.
 pub const JOURNAL_MIN_BYTES: u64 = 64 << 20;
 const PAGE: u64 = 4096;
 
@@ -64,6 +64,8 @@ pub struct Journal {
     pub wake: Notify,
     /// Wakes waiters when a batch is written or synced.
     done: Notify,
+    /// Smallest preallocated size (config `journal_size`).
+    min_bytes: u64,
 }
 
 /// Path of shard `shard`'s journal.
@@ -78,6 +80,7 @@ impl Journal {
         meta_dir: &Path,
         shard: u16,
         shards: u16,
+        min_bytes: u64,
         mut apply: impl FnMut(Record) -> Result<(), String>,
     ) -> io::Result<(Journal, RecoveryReport)> {
         let path = journal_path(meta_dir, shard);
@@ -114,7 +117,7 @@ impl Journal {
         for rec in records {
             apply(rec).map_err(|e| io::Error::other(format!("{}: replay: {e}", path.display())))?;
         }
-        let capacity = JOURNAL_MIN_BYTES.max((image.len() as u64).div_ceil(PAGE) * PAGE);
+        let capacity = min_bytes.max((image.len() as u64).div_ceil(PAGE) * PAGE);
         let file = DmaFile::open(&path, OpenMode { create: true, size_bytes: Some(capacity) })?;
         let valid = s.valid_bytes as u64;
         let mut pending = Vec::new();
@@ -148,6 +151,7 @@ impl Journal {
             }),
             wake: Notify::new(),
             done: Notify::new(),
+            min_bytes,
         };
         Ok((j, report))
     }
@@ -292,7 +296,7 @@ impl Journal {
             r.encode_framed(&mut bytes);
         }
         let len = (bytes.len() as u64).div_ceil(PAGE) * PAGE;
-        let capacity = JOURNAL_MIN_BYTES.max(len * 4);
+        let capacity = self.min_bytes.max(len * 4);
         let tmp = self.path.with_extension("journal.new");
         let _ = std::fs::remove_file(&tmp);
         let err =

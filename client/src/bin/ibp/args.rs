@@ -1,0 +1,192 @@
+//! The command tree. Sizes take units (`4GiB`, `64k`), durations too (`2h`, `1d`, `inf`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Command-line client for IBP depots.
+#[derive(Debug, Parser)]
+#[command(name = "ibp", version, about, long_about = None)]
+pub struct Cli {
+    /// Print machine-readable JSON on stdout instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// No progress bars.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+    /// Longest the depot may stay silent mid-operation (e.g. 30s).
+    #[arg(long, global = true, default_value = "30s", value_parser = parse_duration_arg)]
+    pub timeout: i64,
+    /// Limit on connecting to a depot (e.g. 10s).
+    #[arg(long, global = true, default_value = "10s", value_parser = parse_duration_arg)]
+    pub connect_timeout: i64,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Allocate storage on a depot; prints the read, write and manage capabilities.
+    Allocate(AllocateArgs),
+    /// Upload a file into an allocation (parallel WRITE at an offset).
+    Put(PutArgs),
+    /// Download from an allocation into a file, or to stdout with `-`.
+    Get(GetArgs),
+    /// Show an allocation's size, limit, lease and reference counts.
+    Probe {
+        /// Capability (any kind on this depot; ACCRE needs MANAGE), or @FILE holding it.
+        cap: String,
+    },
+    /// Change an allocation's maximum size, lease or reliability.
+    Change(ChangeArgs),
+    /// Set an allocation's maximum size (and size, if larger).
+    Truncate {
+        /// MANAGE capability, or @FILE.
+        cap: String,
+        /// New maximum size (e.g. 1GiB).
+        #[arg(value_parser = parse_size_arg)]
+        size: u64,
+    },
+    /// Increment a reference count (read by default).
+    Incr(RefArgs),
+    /// Decrement a reference count (read by default).
+    Decr(RefArgs),
+    /// Remove an allocation (decrement its read count, as LStore does).
+    Rm {
+        /// MANAGE capability, or @FILE.
+        cap: String,
+    },
+    /// Show a depot's resources, capacity and version.
+    Status(StatusArgs),
+}
+
+/// `ibp allocate`.
+#[derive(Debug, Args)]
+pub struct AllocateArgs {
+    /// Depot address, HOST[:PORT] (port 6714 by default).
+    pub depot: String,
+    /// Size (e.g. 4GiB).
+    #[arg(long, value_parser = parse_size_arg)]
+    pub size: u64,
+    /// Lease (e.g. 2h, 1d; `inf` = the depot's maximum).
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub duration: i64,
+    /// Volatile storage the depot may revoke.
+    #[arg(long, conflicts_with = "hard")]
+    pub soft: bool,
+    /// Stable storage (the default).
+    #[arg(long)]
+    pub hard: bool,
+    /// Resource id (default: any).
+    #[arg(long)]
+    pub rid: Option<String>,
+    /// Write the capabilities to files PREFIX.read, PREFIX.write, PREFIX.manage (mode 0600)
+    /// instead of printing them.
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+}
+
+/// Transfer tuning shared by put and get.
+#[derive(Debug, Args)]
+pub struct TransferArgs {
+    /// Parallel streams (connections).
+    #[arg(long, default_value_t = 4)]
+    pub streams: usize,
+    /// Bytes per request (e.g. 4MiB).
+    #[arg(long, default_value = "4MiB", value_parser = parse_size_arg)]
+    pub chunk: u64,
+    /// Requests in flight per stream.
+    #[arg(long, default_value_t = 2)]
+    pub depth: usize,
+    /// Reconnects per stream before giving up.
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
+    /// Read the data back and compare CRC32 per 64 KiB block.
+    #[arg(long)]
+    pub verify: bool,
+}
+
+/// `ibp put`.
+#[derive(Debug, Args)]
+pub struct PutArgs {
+    /// File to upload.
+    pub file: PathBuf,
+    /// WRITE capability, or @FILE.
+    pub cap: String,
+    /// Offset in the allocation.
+    #[arg(long, default_value = "0", value_parser = parse_size_arg)]
+    pub offset: u64,
+    /// READ capability (or @FILE) for --verify.
+    #[arg(long)]
+    pub read_cap: Option<String>,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+}
+
+/// `ibp get`.
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// READ capability, or @FILE.
+    pub cap: String,
+    /// Destination file, or `-` for stdout.
+    pub file: String,
+    /// Offset in the allocation.
+    #[arg(long, default_value = "0", value_parser = parse_size_arg)]
+    pub offset: u64,
+    /// Bytes to read (default: to the end, found by probing).
+    #[arg(long, value_parser = parse_size_arg)]
+    pub length: Option<u64>,
+    #[command(flatten)]
+    pub transfer: TransferArgs,
+}
+
+/// `ibp change`.
+#[derive(Debug, Args)]
+pub struct ChangeArgs {
+    /// MANAGE capability, or @FILE.
+    pub cap: String,
+    /// New maximum size (default: unchanged).
+    #[arg(long, value_parser = parse_size_arg)]
+    pub size: Option<u64>,
+    /// New lease from now (default: unchanged).
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub duration: Option<i64>,
+    /// Make it volatile.
+    #[arg(long, conflicts_with = "hard")]
+    pub soft: bool,
+    /// Make it stable.
+    #[arg(long)]
+    pub hard: bool,
+}
+
+/// `ibp incr` / `ibp decr`.
+#[derive(Debug, Args)]
+pub struct RefArgs {
+    /// MANAGE capability, or @FILE.
+    pub cap: String,
+    /// The write count instead of the read count.
+    #[arg(long)]
+    pub write: bool,
+}
+
+/// `ibp status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Depot address, HOST[:PORT].
+    pub depot: String,
+    /// Only this resource.
+    #[arg(long)]
+    pub rid: Option<String>,
+    /// Status password (default `ibp`; or set IBP_STATUS_PASSWORD).
+    #[arg(long, env = "IBP_STATUS_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
+}
+
+fn parse_size_arg(text: &str) -> Result<u64, String> {
+    ibp_client::units::parse_size(text).map_err(|e| e.to_string())
+}
+
+fn parse_duration_arg(text: &str) -> Result<i64, String> {
+    ibp_client::units::parse_duration(text).map_err(|e| e.to_string())
+}

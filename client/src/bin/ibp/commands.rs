@@ -1,0 +1,423 @@
+//! One function per subcommand: parse capabilities (or `@FILE`), call the library, print.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::Duration;
+
+use ibp_client::parallel::{self, ParallelConfig, TransferReport};
+use ibp_client::proto::request::{AllocType, Reliability};
+use ibp_client::proto::{CapKind, Capability};
+use ibp_client::units::{format_duration, format_size};
+use ibp_client::{Config, Depot, Error};
+use serde_json::json;
+
+use crate::args::{
+    AllocateArgs, ChangeArgs, Cli, Command, GetArgs, PutArgs, RefArgs, StatusArgs, TransferArgs,
+};
+use crate::output::{print_json, progress_bar, rate, Failure};
+
+/// Longest capability file we read (a capability is under 1 KiB).
+const MAX_CAP_FILE_BYTES: u64 = 4096;
+
+struct Ctx {
+    json: bool,
+    /// Progress bars allowed (not --quiet, not --json).
+    progress: bool,
+    config: Config,
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> Result<(), Failure> {
+    if cli.timeout <= 0 || cli.connect_timeout <= 0 {
+        return Err(Failure::BadInput("timeouts must be positive durations".into()));
+    }
+    let config = Config {
+        io_timeout: Duration::from_secs(cli.timeout.unsigned_abs()),
+        connect_timeout: Duration::from_secs(cli.connect_timeout.unsigned_abs()),
+        ..Config::default()
+    };
+    let ctx = Ctx { json: cli.json, progress: !cli.quiet && !cli.json, config };
+    match cli.command {
+        Command::Allocate(args) => allocate(&ctx, args),
+        Command::Put(args) => put(&ctx, args),
+        Command::Get(args) => get(&ctx, args),
+        Command::Probe { cap } => probe(&ctx, &cap),
+        Command::Change(args) => change(&ctx, args),
+        Command::Truncate { cap, size } => {
+            manage_simple(&ctx, &cap, "truncate", |d, c| d.handle(c).truncate(size))
+        }
+        Command::Incr(args) => refcount(&ctx, args, true),
+        Command::Decr(args) => refcount(&ctx, args, false),
+        Command::Rm { cap } => {
+            manage_simple(&ctx, &cap, "rm", |d, c| d.handle(c).decr(CapKind::Read))
+        }
+        Command::Status(args) => status(&ctx, args),
+    }
+}
+
+/// Reads a capability from the argument, or from a file when it starts with `@`.
+fn capability(arg: &str, kind: Option<CapKind>) -> Result<Capability, Failure> {
+    let text = match arg.strip_prefix('@') {
+        Some(path) => read_cap_file(Path::new(path))?,
+        None => arg.to_owned(),
+    };
+    let cap = Capability::parse(text.trim()).map_err(Error::from)?;
+    match kind {
+        Some(kind) if cap.kind != kind => {
+            Err(Error::WrongCapKind { expected: kind, actual: cap.kind }.into())
+        }
+        _ => Ok(cap),
+    }
+}
+
+fn read_cap_file(path: &Path) -> Result<String, Failure> {
+    let local = |e: std::io::Error| Failure::LocalFile(format!("{}: {e}", path.display()));
+    let len = std::fs::metadata(path).map_err(local)?.len();
+    if len > MAX_CAP_FILE_BYTES {
+        return Err(Failure::BadInput(format!("{}: too large for a capability", path.display())));
+    }
+    std::fs::read_to_string(path).map_err(local)
+}
+
+fn depot_for(ctx: &Ctx, cap: &Capability) -> Depot {
+    Depot::for_capability(cap, ctx.config.clone())
+}
+
+fn reliability(soft: bool, hard: bool) -> Option<Reliability> {
+    match (soft, hard) {
+        (true, _) => Some(Reliability::Soft),
+        (_, true) => Some(Reliability::Hard),
+        _ => None,
+    }
+}
+
+fn allocate(ctx: &Ctx, args: AllocateArgs) -> Result<(), Failure> {
+    let depot = Depot::parse(&args.depot, ctx.config.clone())?;
+    let rel = reliability(args.soft, args.hard).unwrap_or(Reliability::Hard);
+    let caps = depot.allocate(args.size, args.duration, rel, args.rid.as_deref())?;
+    let named = [("read", &caps.read), ("write", &caps.write), ("manage", &caps.manage)];
+    if let Some(prefix) = &args.save {
+        let mut paths = Vec::new();
+        for (name, cap) in named {
+            let path = prefix.with_extension(name);
+            save_secret(&path, &cap.to_url())?;
+            paths.push(path.display().to_string());
+        }
+        if ctx.json {
+            print_json(&json!({ "saved": paths, "size": args.size, "duration_s": args.duration }));
+        } else {
+            println!("capabilities saved to {}", paths.join(", "));
+        }
+        return Ok(());
+    }
+    if ctx.json {
+        print_json(&json!({
+            "read": caps.read.to_url(),
+            "write": caps.write.to_url(),
+            "manage": caps.manage.to_url(),
+            "size": args.size,
+            "duration_s": args.duration,
+            "reliability": if rel == Reliability::Hard { "hard" } else { "soft" },
+        }));
+    } else {
+        for (name, cap) in named {
+            println!("{:<7}{}", format!("{name}:"), cap.to_url());
+        }
+    }
+    Ok(())
+}
+
+fn save_secret(path: &Path, text: &str) -> Result<(), Failure> {
+    let local = |e: std::io::Error| Failure::LocalFile(format!("{}: {e}", path.display()));
+    let mut file =
+        OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).map_err(local)?;
+    file.write_all(format!("{text}\n").as_bytes()).map_err(local)
+}
+
+fn parallel_config(args: &TransferArgs) -> ParallelConfig {
+    ParallelConfig {
+        streams: args.streams,
+        chunk_bytes: args.chunk,
+        depth: args.depth,
+        max_retries: args.retries,
+        ..ParallelConfig::default()
+    }
+}
+
+fn put(ctx: &Ctx, args: PutArgs) -> Result<(), Failure> {
+    let cap = capability(&args.cap, Some(CapKind::Write))?;
+    let read_cap = match (&args.read_cap, args.transfer.verify) {
+        (Some(r), _) => Some(capability(r, Some(CapKind::Read))?),
+        (None, true) => {
+            return Err(Failure::BadInput("--verify needs --read-cap to read the data back".into()))
+        }
+        (None, false) => None,
+    };
+    let local = |e: std::io::Error| Failure::LocalFile(format!("{}: {e}", args.file.display()));
+    let file = File::open(&args.file).map_err(local)?;
+    let len = file.metadata().map_err(local)?.len();
+    let depot = depot_for(ctx, &cap);
+    let cfg = parallel_config(&args.transfer);
+    let bar = progress_bar(len, ctx.progress);
+    let report = parallel::upload(&depot, &cap, &file, 0, args.offset, len, &cfg, &|n| {
+        if let Some(bar) = &bar {
+            bar.inc(n);
+        }
+    });
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
+    let verified = match &read_cap {
+        Some(read_cap) => {
+            let read_depot = depot_for(ctx, read_cap);
+            parallel::verify(&read_depot, read_cap, args.offset, len, &report.crcs, &cfg, &|_| {})?
+                .into_result(args.offset)?;
+            true
+        }
+        None => false,
+    };
+    summary(ctx, "wrote", &report, verified, false);
+    Ok(())
+}
+
+fn summary(ctx: &Ctx, verb: &str, report: &TransferReport, verified: bool, to_stderr: bool) {
+    if ctx.json {
+        print_json(&json!({
+            "bytes": report.bytes,
+            "seconds": report.elapsed.as_secs_f64(),
+            "streams": report.streams,
+            "retries": report.retries,
+            "verified": verified,
+        }));
+        return;
+    }
+    let line = format!(
+        "{verb} {} ({} bytes) in {:.2} s, {}, {} stream(s), {} retr{}{}",
+        format_size(report.bytes),
+        report.bytes,
+        report.elapsed.as_secs_f64(),
+        rate(report.bytes, report.elapsed),
+        report.streams,
+        report.retries,
+        if report.retries == 1 { "y" } else { "ies" },
+        if verified { ", verified" } else { "" },
+    );
+    if to_stderr {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
+
+fn get(ctx: &Ctx, args: GetArgs) -> Result<(), Failure> {
+    let cap = capability(&args.cap, Some(CapKind::Read))?;
+    let depot = depot_for(ctx, &cap);
+    let to_stdout = args.file == "-";
+    if to_stdout && ctx.json {
+        return Err(Failure::BadInput(
+            "--json cannot share stdout with the data of `get -`".into(),
+        ));
+    }
+    let len = match args.length {
+        Some(len) => len,
+        None => {
+            let size = u64::try_from(depot.handle(&cap).probe()?.size).unwrap_or(0);
+            size.checked_sub(args.offset).ok_or_else(|| {
+                Failure::BadInput(format!("offset {} is past the end ({size} bytes)", args.offset))
+            })?
+        }
+    };
+    if to_stdout {
+        let started = std::time::Instant::now();
+        let stdout = std::io::stdout();
+        let mut sink = BufWriter::new(stdout.lock());
+        depot.handle(&cap).load_to(args.offset, len, &mut sink)?;
+        sink.flush().map_err(|e| Failure::LocalFile(format!("stdout: {e}")))?;
+        if ctx.progress {
+            let report = TransferReport {
+                bytes: len,
+                streams: 1,
+                retries: 0,
+                elapsed: started.elapsed(),
+                block_bytes: 0,
+                crcs: Vec::new(),
+            };
+            summary(ctx, "read", &report, false, true);
+        }
+        return Ok(());
+    }
+    let local = |e: std::io::Error| Failure::LocalFile(format!("{}: {e}", args.file));
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&args.file)
+        .map_err(local)?;
+    file.set_len(len).map_err(local)?;
+    let cfg = parallel_config(&args.transfer);
+    let bar = progress_bar(len, ctx.progress);
+    let report = parallel::download(&depot, &cap, args.offset, len, &file, 0, &cfg, &|n| {
+        if let Some(bar) = &bar {
+            bar.inc(n);
+        }
+    });
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
+    if args.transfer.verify {
+        parallel::verify_file(&depot, &cap, args.offset, &file, 0, len, &cfg, &|_| {})?
+            .into_result(args.offset)?;
+    }
+    summary(ctx, "read", &report, args.transfer.verify, false);
+    Ok(())
+}
+
+fn probe(ctx: &Ctx, cap_arg: &str) -> Result<(), Failure> {
+    let cap = capability(cap_arg, None)?;
+    let p = depot_for(ctx, &cap).handle(&cap).probe()?;
+    let rel = match Reliability::from_i32(p.reliability) {
+        Some(Reliability::Hard) => "hard",
+        Some(Reliability::Soft) => "soft",
+        None => "unknown",
+    };
+    let atype = match AllocType::from_i32(p.atype) {
+        Some(AllocType::ByteArray) => "byte array",
+        Some(AllocType::Buffer) => "buffer",
+        Some(AllocType::Fifo) => "fifo",
+        Some(AllocType::Cirq) => "circular queue",
+        None => "unknown",
+    };
+    if ctx.json {
+        print_json(&json!({
+            "size": p.size,
+            "max_size": p.max_size,
+            "seconds_left": p.seconds_left,
+            "reliability": rel,
+            "type": atype,
+            "read_refs": p.read_refs,
+            "write_refs": p.write_refs,
+        }));
+    } else {
+        let size = |n: i64| format!("{} ({n} bytes)", format_size(u64::try_from(n).unwrap_or(0)));
+        println!("size:        {}", size(p.size));
+        println!("max size:    {}", size(p.max_size));
+        println!("lease left:  {}", format_duration(p.seconds_left));
+        println!("reliability: {rel}");
+        println!("type:        {atype}");
+        println!("references:  read {}, write {}", p.read_refs, p.write_refs);
+    }
+    Ok(())
+}
+
+fn change(ctx: &Ctx, args: ChangeArgs) -> Result<(), Failure> {
+    let cap = capability(&args.cap, Some(CapKind::Manage))?;
+    if args.duration.is_some_and(|d| d < 0) {
+        return Err(Failure::BadInput("--duration must be a number of seconds from now".into()));
+    }
+    let depot = depot_for(ctx, &cap);
+    let handle = depot.handle(&cap);
+    let max_size = match args.size {
+        Some(size) => size,
+        None => u64::try_from(handle.probe()?.max_size).unwrap_or(0),
+    };
+    handle.change(max_size, args.duration, reliability(args.soft, args.hard))?;
+    done(ctx, "change");
+    Ok(())
+}
+
+fn refcount(ctx: &Ctx, args: RefArgs, up: bool) -> Result<(), Failure> {
+    let which = if args.write { CapKind::Write } else { CapKind::Read };
+    let name = if up { "incr" } else { "decr" };
+    manage_simple(ctx, &args.cap, name, |d, c| {
+        if up {
+            d.handle(c).incr(which)
+        } else {
+            d.handle(c).decr(which)
+        }
+    })
+}
+
+fn manage_simple(
+    ctx: &Ctx,
+    cap_arg: &str,
+    name: &str,
+    call: impl FnOnce(&Depot, &Capability) -> Result<(), Error>,
+) -> Result<(), Failure> {
+    let cap = capability(cap_arg, Some(CapKind::Manage))?;
+    call(&depot_for(ctx, &cap), &cap)?;
+    done(ctx, name);
+    Ok(())
+}
+
+fn done(ctx: &Ctx, name: &str) {
+    if ctx.json {
+        print_json(&json!({ "ok": true, "command": name }));
+    } else {
+        println!("{name}: ok");
+    }
+}
+
+fn status(ctx: &Ctx, args: StatusArgs) -> Result<(), Failure> {
+    let mut config = ctx.config.clone();
+    if let Some(password) = args.password {
+        config.status_password = password;
+    }
+    let depot = Depot::parse(&args.depot, config)?;
+    let rids = match args.rid {
+        Some(rid) => vec![rid],
+        None => depot.status_res()?,
+    };
+    let mut resources = Vec::with_capacity(rids.len());
+    for rid in &rids {
+        resources.push(depot.status_inq(Some(rid))?);
+    }
+    let version = depot.status_version().unwrap_or_default();
+    if ctx.json {
+        let list: Vec<_> = resources
+            .iter()
+            .map(|r| {
+                json!({
+                    "rid": r.rid,
+                    "version": r.version,
+                    "configured_total": r.configured_total,
+                    "served_total": r.served_total,
+                    "used_total": r.used_total,
+                    "used_hard": r.used_hard,
+                    "served_hard": r.served_hard,
+                    "allocatable_total": r.allocatable_total,
+                    "allocatable_hard": r.allocatable_hard,
+                    "max_duration_s": r.max_duration_s,
+                })
+            })
+            .collect();
+        print_json(&json!({ "depot": args.depot, "resources": list, "version": version }));
+        return Ok(());
+    }
+    let size = |n: i64| format_size(u64::try_from(n).unwrap_or(0));
+    println!("depot {}", args.depot);
+    println!(
+        "{:<8} {:>12} {:>12} {:>12} {:>12} {:>14}",
+        "RID", "SERVED", "USED", "FREE", "HARD FREE", "MAX LEASE"
+    );
+    for r in &resources {
+        println!(
+            "{:<8} {:>12} {:>12} {:>12} {:>12} {:>14}",
+            r.rid,
+            size(r.served_total),
+            size(r.used_total),
+            size(r.allocatable_total),
+            size(r.allocatable_hard),
+            format_duration(r.max_duration_s),
+        );
+    }
+    if !version.trim().is_empty() {
+        println!();
+        print!("{version}");
+    }
+    Ok(())
+}
