@@ -14,6 +14,7 @@
 use ibp_client::exnode::tools::download::{download, DownloadOptions};
 use ibp_client::exnode::tools::upload::{upload, UploadOptions};
 use ibp_client::exnode::{ChecksumAlgorithm, DepotAddr};
+use ibp_client::parallel::{self, ParallelConfig};
 use ibp_client::proto::request::Reliability;
 use ibp_client::Config;
 use ibp_tests::{pattern, Depot, DepotOpts};
@@ -95,6 +96,20 @@ fn exnode_throughput_vs_raw_tcp() {
         depots.iter().map(|d| DepotAddr { host: "127.0.0.1".into(), port: d.port() }).collect();
     let config = Config::default();
     let mut rows = Vec::new();
+    // The local disk's own limit for the downloaded file: buffered write + fsync.
+    let disk = {
+        let p = dir.join("disk.bin");
+        let start = Instant::now();
+        let mut f = std::fs::File::create(&p).expect("create");
+        let chunk = vec![5u8; (16 * MIB) as usize];
+        for _ in 0..size / (16 * MIB) {
+            f.write_all(&chunk).expect("write");
+        }
+        f.sync_all().expect("fsync");
+        let t = start.elapsed().as_secs_f64();
+        let _ = std::fs::remove_file(&p);
+        t
+    };
     for streams in [1usize, 8] {
         let t = raw_tcp(size, streams);
         rows.push(format!(
@@ -107,6 +122,46 @@ fn exnode_throughput_vs_raw_tcp() {
         .iter()
         .map(|&i| rows[i].split('|').nth(5).and_then(|v| v.trim().parse().ok()).unwrap_or(1.0))
         .collect();
+    // The client library alone: one allocation of the whole file on one depot, moved with the
+    // parallel engine (no exNode), so the exNode layer's own cost can be told apart.
+    {
+        let d = ibp_client::Depot::new("127.0.0.1", depots[0].port(), config.clone());
+        let caps = d.allocate(size, 3600, Reliability::Hard, None).expect("allocate whole file");
+        let owner = ibp_client::Depot::for_capability(&caps.write, config.clone());
+        let file = std::fs::File::open(&src).expect("open source");
+        for streams in [1usize, 8] {
+            let pc = ParallelConfig { streams, ..ParallelConfig::default() };
+            let start = Instant::now();
+            parallel::upload(&owner, &caps.write, &file, 0, 0, size, &pc, &|_| {})
+                .expect("library upload");
+            let t = start.elapsed().as_secs_f64();
+            let b = base_rate[usize::from(streams != 1)];
+            rows.push(format!(
+                "| library write, 1 allocation, 1 depot | 1 | {streams} | {t:.2} | {:.0} | {:.2} |",
+                mib_per_s(size, t),
+                mib_per_s(size, t) / b
+            ));
+            let out = PathBuf::from(format!("/dev/shm/xnd-bench-lib-{}.bin", std::process::id()));
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(true)
+                .read(true)
+                .write(true)
+                .open(&out)
+                .expect("out");
+            let start = Instant::now();
+            parallel::download(&owner, &caps.read, 0, size, &f, 0, &pc, &|_| {})
+                .expect("library download");
+            let t = start.elapsed().as_secs_f64();
+            rows.push(format!(
+                "| library load to tmpfs, 1 allocation | 1 | {streams} | {t:.2} | {:.0} | {:.2} |",
+                mib_per_s(size, t),
+                mib_per_s(size, t) / b
+            ));
+            let _ = std::fs::remove_file(&out);
+        }
+        let _ = owner.handle(&caps.manage).decr(ibp_client::proto::CapKind::Read);
+    }
     for copies in [1usize, 3] {
         for streams in [1usize, 8] {
             let up = UploadOptions {
@@ -132,22 +187,28 @@ fn exnode_throughput_vs_raw_tcp() {
                 mib_per_s(moved, t),
                 mib_per_s(moved, t) / b
             ));
-            let out = dir.join("out.bin");
-            let down = DownloadOptions {
-                streams,
-                unit_bytes: 16 * MIB,
-                resume: false,
-                config: config.clone(),
-            };
-            let start = Instant::now();
-            download(&report.exnode, &out, &down, &|_| {}).expect("download");
-            let t = start.elapsed().as_secs_f64();
-            rows.push(format!(
-                "| download | {copies} | {streams} | {t:.2} | {:.0} | {:.2} |",
-                mib_per_s(size, t),
-                mib_per_s(size, t) / b
-            ));
-            let _ = std::fs::remove_file(&out);
+            // To ext4 (fsync'd at the end: bounded by this disk) and to tmpfs (the network
+            // and depot side alone).
+            for (place, out) in [
+                ("disk", dir.join("out.bin")),
+                ("tmpfs", PathBuf::from(format!("/dev/shm/xnd-bench-{}.bin", std::process::id()))),
+            ] {
+                let down = DownloadOptions {
+                    streams,
+                    unit_bytes: 16 * MIB,
+                    resume: false,
+                    config: config.clone(),
+                };
+                let start = Instant::now();
+                download(&report.exnode, &out, &down, &|_| {}).expect("download");
+                let t = start.elapsed().as_secs_f64();
+                rows.push(format!(
+                    "| download to {place} | {copies} | {streams} | {t:.2} | {:.0} | {:.2} |",
+                    mib_per_s(size, t),
+                    mib_per_s(size, t) / b
+                ));
+                let _ = std::fs::remove_file(&out);
+            }
             // Free what this round stored so the depots never fill.
             let mut x = report.exnode;
             for m in std::mem::take(&mut x.mappings) {
@@ -165,6 +226,10 @@ fn exnode_throughput_vs_raw_tcp() {
     for r in &rows {
         println!("{r}");
     }
+    println!(
+        "| local disk write + fsync (same file size) | - | 1 | {disk:.2} | {:.0} | - |",
+        mib_per_s(size, disk)
+    );
     println!("\nfile {mib} MiB, 4 depots x 1 core, 16 MiB blocks, CRC32 per 1 MiB");
     let _ = std::fs::remove_dir_all(&dir);
 }
