@@ -72,11 +72,8 @@ pub async fn run(ctx: &mut Ctx<'_>, req: Allocate) -> (Next, bool) {
         );
     }
     let sync = durability == Durability::Hard
-        && matches!(
-            shard.cfg.resources[resource as usize].kind,
-            crate::config::ResourceKind::Disk(_)
-        );
-    if let Err(e) = shard.commit(&g.records, sync).await {
+        && shard.cfg.resources[resource as usize].kind.is_persistent();
+    if let Err(e) = shard.commit(resource, &g.records, sync).await {
         tracing::error!(shard = shard.idx, cause = %e, "allocation not made durable");
         return reply_error(ctx.conn, ErrorCode::FileWrite, Next::Close).await;
     }

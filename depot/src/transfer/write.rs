@@ -192,7 +192,8 @@ impl WriteTicket {
         let Some(rec) = rec else {
             return Err(Failure::Storage("allocation vanished during the transfer".into()));
         };
-        let r = self.shard.commit(&[rec], self.v.sync).await.map_err(Failure::Storage);
+        let r =
+            self.shard.commit(self.v.resource, &[rec], self.v.sync).await.map_err(Failure::Storage);
         self.rt.changed.notify_waiters();
         r
     }
