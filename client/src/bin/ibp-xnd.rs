@@ -57,102 +57,151 @@ struct DepotArgs {
 #[derive(Subcommand)]
 enum Cmd {
     /// Stripe FILE over depots with replicas and end-to-end checksums; write its exNode.
-    Upload {
-        file: PathBuf,
-        #[command(flatten)]
-        depots: DepotArgs,
-        /// Replicas of every block, on distinct depots.
-        #[arg(long, default_value_t = 1)]
-        copies: usize,
-        /// Bytes per block (mapping).
-        #[arg(long, default_value = "4MiB")]
-        block: String,
-        /// Parallel streams.
-        #[arg(long, default_value_t = 4)]
-        streams: usize,
-        /// Lease of every allocation (`1d`, `2h`, …).
-        #[arg(long, default_value = "1d")]
-        duration: String,
-        /// End-to-end digest: crc32 or md5.
-        #[arg(long, default_value = "crc32")]
-        checksum: String,
-        /// Bytes per end-to-end digest.
-        #[arg(long, default_value = "1MiB")]
-        e2e_block: String,
-        /// Soft (revocable) allocations instead of hard.
-        #[arg(long)]
-        soft: bool,
-        /// Where to write the exNode (default FILE.xnd).
-        #[arg(long, short)]
-        output: Option<PathBuf>,
-    },
+    Upload(UploadArgs),
     /// Fetch the file an exNode describes, verified, from the fastest live replicas.
-    Download {
-        xnd: PathBuf,
-        file: PathBuf,
-        #[arg(long, default_value_t = 4)]
-        streams: usize,
-        /// Keep the verified blocks of an existing partial FILE.
-        #[arg(long)]
-        resume: bool,
-        /// Largest piece fetched at once.
-        #[arg(long, default_value = "4MiB")]
-        unit: String,
-    },
+    Download(DownloadArgs),
     /// Add replicas until every range has COPIES live ones (load+store fallback path).
-    Augment {
-        xnd: PathBuf,
-        #[command(flatten)]
-        depots: DepotArgs,
-        #[arg(long)]
-        copies: usize,
-        #[arg(long, default_value_t = 4)]
-        streams: usize,
-        #[arg(long, default_value = "1d")]
-        duration: String,
-        /// Write here instead of updating XND in place.
-        #[arg(long, short)]
-        output: Option<PathBuf>,
-    },
+    Augment(AugmentArgs),
     /// Drop mappings on a depot (--depot) or that fail their probe (--dead).
-    Trim {
-        xnd: PathBuf,
-        #[arg(long, conflicts_with = "dead", required_unless_present = "dead")]
-        depot: Option<String>,
-        #[arg(long)]
-        dead: bool,
-        /// Also free the allocations (MANAGE DECR of the read count).
-        #[arg(long)]
-        free: bool,
-        #[arg(long, default_value_t = 4)]
-        streams: usize,
-        #[arg(long, short)]
-        output: Option<PathBuf>,
-    },
+    Trim(TrimArgs),
     /// Set every lease to DURATION from now (MANAGE CHNG); report the refused ones.
-    Refresh {
-        xnd: PathBuf,
-        #[arg(long)]
-        duration: String,
-        #[arg(long, default_value_t = 4)]
-        streams: usize,
-        #[arg(long, short)]
-        output: Option<PathBuf>,
-    },
+    Refresh(RefreshArgs),
     /// List mappings, replica counts and coverage gaps (no network).
-    Ls { xnd: PathBuf },
+    Ls(LsArgs),
     /// Like ls, plus a probe of every mapping through its read capability.
-    Stat {
-        xnd: PathBuf,
-        #[arg(long, default_value_t = 8)]
-        streams: usize,
-    },
+    Stat(StatArgs),
     /// Print the exNode as JSON, or convert JSON back to XML with --to-xml.
-    Convert {
-        xnd: PathBuf,
-        #[arg(long)]
-        to_xml: bool,
-    },
+    Convert(ConvertArgs),
+}
+
+#[derive(Args)]
+struct UploadArgs {
+    /// The file to upload.
+    file: PathBuf,
+    #[command(flatten)]
+    depots: DepotArgs,
+    /// Replicas of every block, on distinct depots.
+    #[arg(long, default_value_t = 1)]
+    copies: usize,
+    /// Bytes per block (mapping).
+    #[arg(long, default_value = "4MiB")]
+    block: String,
+    /// Parallel streams.
+    /// Parallel streams (each its own connections).
+    #[arg(long, default_value_t = 4)]
+    streams: usize,
+    /// Lease of every allocation (`1d`, `2h`, …).
+    #[arg(long, default_value = "1d")]
+    duration: String,
+    /// End-to-end digest: crc32 or md5.
+    #[arg(long, default_value = "crc32")]
+    checksum: String,
+    /// Bytes per end-to-end digest.
+    #[arg(long, default_value = "1MiB")]
+    e2e_block: String,
+    /// Soft (revocable) allocations instead of hard.
+    #[arg(long)]
+    soft: bool,
+    /// Where to write the exNode (default FILE.xnd).
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct DownloadArgs {
+    /// The exNode (LoRS .xnd XML, or its JSON form).
+    xnd: PathBuf,
+    /// Where to write the file.
+    file: PathBuf,
+    /// Parallel streams (each its own connections).
+    #[arg(long, default_value_t = 4)]
+    streams: usize,
+    /// Keep the verified blocks of an existing partial FILE.
+    #[arg(long)]
+    resume: bool,
+    /// Largest piece fetched at once.
+    #[arg(long, default_value = "4MiB")]
+    unit: String,
+}
+
+#[derive(Args)]
+struct AugmentArgs {
+    /// The exNode (LoRS .xnd XML, or its JSON form).
+    xnd: PathBuf,
+    #[command(flatten)]
+    depots: DepotArgs,
+    /// Live replicas wanted per range.
+    #[arg(long)]
+    copies: usize,
+    /// Parallel streams (each its own connections).
+    #[arg(long, default_value_t = 4)]
+    streams: usize,
+    #[arg(long, default_value = "1d")]
+    duration: String,
+    /// Write here instead of updating XND in place.
+    /// Write the exNode here instead of updating XND in place.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct TrimArgs {
+    /// The exNode (LoRS .xnd XML, or its JSON form).
+    xnd: PathBuf,
+    /// Drop the mappings on this depot (host:port).
+    #[arg(long, conflicts_with = "dead", required_unless_present = "dead")]
+    depot: Option<String>,
+    /// Drop the mappings whose probe fails.
+    #[arg(long)]
+    dead: bool,
+    /// Also free the allocations (MANAGE DECR of the read count).
+    #[arg(long)]
+    free: bool,
+    /// Parallel streams (each its own connections).
+    #[arg(long, default_value_t = 4)]
+    streams: usize,
+    /// Write the exNode here instead of updating XND in place.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RefreshArgs {
+    /// The exNode (LoRS .xnd XML, or its JSON form).
+    xnd: PathBuf,
+    /// New lease from now (`30d`, `12h`, ...).
+    #[arg(long)]
+    duration: String,
+    /// Parallel streams (each its own connections).
+    #[arg(long, default_value_t = 4)]
+    streams: usize,
+    /// Write the exNode here instead of updating XND in place.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct LsArgs {
+    /// The exNode (LoRS .xnd XML, or its JSON form).
+    xnd: PathBuf,
+}
+
+#[derive(Args)]
+struct StatArgs {
+    /// The exNode (LoRS .xnd XML, or its JSON form).
+    xnd: PathBuf,
+    /// Parallel streams (each its own connections).
+    #[arg(long, default_value_t = 8)]
+    streams: usize,
+}
+
+#[derive(Args)]
+struct ConvertArgs {
+    /// The exNode (LoRS .xnd XML, or its JSON form).
+    xnd: PathBuf,
+    /// Read a JSON exNode and print it as XML.
+    #[arg(long)]
+    to_xml: bool,
 }
 
 fn main() -> ExitCode {
@@ -249,225 +298,247 @@ fn rate(bytes: u64, secs: f64) -> String {
 
 fn run(cli: &Cli, config: &Config) -> Result<(), ToolError> {
     match &cli.cmd {
-        Cmd::Upload {
-            file,
-            depots,
-            copies,
-            block,
-            streams,
-            duration,
-            checksum,
-            e2e_block,
-            soft,
-            output,
-        } => {
-            let opts = UploadOptions {
-                depots: depots_of(depots)?,
-                copies: *copies,
-                block_bytes: size_arg(block, "block")?,
-                streams: *streams,
-                duration_s: duration_arg(duration)?,
-                reliability: if *soft { Reliability::Soft } else { Reliability::Hard },
-                checksum: ChecksumAlgorithm::from_word(checksum)
-                    .ok_or_else(|| usage("checksum must be crc32 or md5"))?,
-                e2e_block_bytes: size_arg(e2e_block, "e2e block")?,
-                config: config.clone(),
-            };
-            let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-            let pb = bar(size.saturating_mul(*copies as u64), cli.json);
-            let start = Instant::now();
-            let report = upload(file, &opts, &|n| pb.inc(n))?;
-            pb.finish_and_clear();
-            let secs = start.elapsed().as_secs_f64();
-            let out = output.clone().unwrap_or_else(|| {
-                let mut p = file.as_os_str().to_owned();
-                p.push(".xnd");
-                PathBuf::from(p)
-            });
-            save_exnode(&report.exnode, &out)?;
-            for (depot, why) in &report.failovers {
-                eprintln!("ibp-xnd: store on {depot} failed, used another depot: {why}");
-            }
-            if cli.json {
-                println!(
-                    "{}",
-                    json!({"ok": report.short.is_empty(), "exnode": out, "bytes": size,
+        Cmd::Upload(a) => cmd_upload(a, cli.json, config),
+        Cmd::Download(a) => cmd_download(a, cli.json, config),
+        Cmd::Augment(a) => cmd_augment(a, cli.json, config),
+        Cmd::Trim(a) => cmd_trim(a, cli.json, config),
+        Cmd::Refresh(a) => cmd_refresh(a, cli.json, config),
+        Cmd::Ls(a) => cmd_ls(a, cli.json, config),
+        Cmd::Stat(a) => cmd_stat(a, cli.json, config),
+        Cmd::Convert(a) => cmd_convert(a, cli.json, config),
+    }
+}
+
+fn cmd_upload(a: &UploadArgs, json: bool, config: &Config) -> Result<(), ToolError> {
+    let UploadArgs {
+        file,
+        depots,
+        copies,
+        block,
+        streams,
+        duration,
+        checksum,
+        e2e_block,
+        soft,
+        output,
+    } = a;
+    let opts = UploadOptions {
+        depots: depots_of(depots)?,
+        copies: *copies,
+        block_bytes: size_arg(block, "block")?,
+        streams: *streams,
+        duration_s: duration_arg(duration)?,
+        reliability: if *soft { Reliability::Soft } else { Reliability::Hard },
+        checksum: ChecksumAlgorithm::from_word(checksum)
+            .ok_or_else(|| usage("checksum must be crc32 or md5"))?,
+        e2e_block_bytes: size_arg(e2e_block, "e2e block")?,
+        config: config.clone(),
+    };
+    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
+    let pb = bar(size.saturating_mul(*copies as u64), json);
+    let start = Instant::now();
+    let report = upload(file, &opts, &|n| pb.inc(n))?;
+    pb.finish_and_clear();
+    let secs = start.elapsed().as_secs_f64();
+    let out = output.clone().unwrap_or_else(|| {
+        let mut p = file.as_os_str().to_owned();
+        p.push(".xnd");
+        PathBuf::from(p)
+    });
+    save_exnode(&report.exnode, &out)?;
+    for (depot, why) in &report.failovers {
+        eprintln!("ibp-xnd: store on {depot} failed, used another depot: {why}");
+    }
+    if json {
+        println!(
+            "{}",
+            json!({"ok": report.short.is_empty(), "exnode": out, "bytes": size,
                     "mappings": report.exnode.mappings.len(), "seconds": secs,
                     "short": report.short.iter().map(|(r, n)| json!({"start": r.start, "end": r.end, "copies": n})).collect::<Vec<_>>()})
-                );
-            } else {
-                println!(
-                    "uploaded {} in {} mappings ({} copies) in {secs:.2} s ({}); exNode {}",
-                    format_size(size),
-                    report.exnode.mappings.len(),
-                    copies,
-                    rate(size, secs),
-                    out.display()
-                );
-            }
-            if !report.short.is_empty() {
-                let ranges: Vec<_> = report.short.iter().map(|(r, _)| r.clone()).collect();
-                return Err(ToolError::new(
-                    ToolErrorKind::Incomplete,
-                    format!(
-                        "fewer than {copies} copies placed for logical bytes {}",
-                        fmt_ranges(&ranges)
-                    ),
-                ));
-            }
-            Ok(())
-        }
-        Cmd::Download { xnd, file, streams, resume, unit } => {
-            let x = load_exnode(xnd)?;
-            let opts = DownloadOptions {
-                streams: *streams,
-                unit_bytes: size_arg(unit, "unit")?,
-                resume: *resume,
-                config: config.clone(),
-            };
-            let pb = bar(x.size(), cli.json);
-            let start = Instant::now();
-            let result = download(&x, file, &opts, &|n| pb.inc(n));
-            pb.finish_and_clear();
-            let report = result?;
-            let secs = start.elapsed().as_secs_f64();
-            for f in &report.failovers {
-                let what = if f.bad_checksum { "served bad data" } else { "failed" };
-                eprintln!("ibp-xnd: replica on {} {what} for logical bytes {}..{}, used another replica: {}",
-                    f.depot, f.range.start, f.range.end, f.why);
-            }
-            if cli.json {
-                println!(
-                    "{}",
-                    json!({"ok": true, "bytes": x.size(), "fetched": report.fetched_bytes,
+        );
+    } else {
+        println!(
+            "uploaded {} in {} mappings ({} copies) in {secs:.2} s ({}); exNode {}",
+            format_size(size),
+            report.exnode.mappings.len(),
+            copies,
+            rate(size, secs),
+            out.display()
+        );
+    }
+    if !report.short.is_empty() {
+        let ranges: Vec<_> = report.short.iter().map(|(r, _)| r.clone()).collect();
+        return Err(ToolError::new(
+            ToolErrorKind::Incomplete,
+            format!("fewer than {copies} copies placed for logical bytes {}", fmt_ranges(&ranges)),
+        ));
+    }
+    Ok(())
+}
+
+fn cmd_download(a: &DownloadArgs, json: bool, config: &Config) -> Result<(), ToolError> {
+    let DownloadArgs { xnd, file, streams, resume, unit } = a;
+    let x = load_exnode(xnd)?;
+    let opts = DownloadOptions {
+        streams: *streams,
+        unit_bytes: size_arg(unit, "unit")?,
+        resume: *resume,
+        config: config.clone(),
+    };
+    let pb = bar(x.size(), json);
+    let start = Instant::now();
+    let result = download(&x, file, &opts, &|n| pb.inc(n));
+    pb.finish_and_clear();
+    let report = result?;
+    let secs = start.elapsed().as_secs_f64();
+    for f in &report.failovers {
+        let what = if f.bad_checksum { "served bad data" } else { "failed" };
+        eprintln!(
+            "ibp-xnd: replica on {} {what} for logical bytes {}..{}, used another replica: {}",
+            f.depot, f.range.start, f.range.end, f.why
+        );
+    }
+    if json {
+        println!(
+            "{}",
+            json!({"ok": true, "bytes": x.size(), "fetched": report.fetched_bytes,
                     "kept": report.kept_bytes, "seconds": secs,
                     "dead_depots": report.dead_depots.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
                     "failovers": report.failovers.iter().map(|f| json!({"start": f.range.start, "end": f.range.end,
                         "depot": f.depot.to_string(), "bad_checksum": f.bad_checksum, "why": f.why})).collect::<Vec<_>>()})
-                );
-            } else {
-                println!(
-                    "downloaded {} to {} in {secs:.2} s ({}); {} kept, {} fail-overs",
-                    format_size(x.size()),
-                    file.display(),
-                    rate(report.fetched_bytes, secs),
-                    format_size(report.kept_bytes),
-                    report.failovers.len()
-                );
-            }
-            Ok(())
-        }
-        Cmd::Augment { xnd, depots, copies, streams, duration, output } => {
-            let mut x = load_exnode(xnd)?;
-            let opts = AugmentOptions {
-                depots: depots_of(depots)?,
-                copies: *copies,
-                streams: *streams,
-                duration_s: duration_arg(duration)?,
-                config: config.clone(),
-            };
-            let pb = bar(x.size(), cli.json);
-            let report = augment(&mut x, &opts, &|n| pb.inc(n))?;
-            pb.finish_and_clear();
-            save_exnode(&x, output.as_deref().unwrap_or(xnd))?;
-            if cli.json {
-                println!(
-                    "{}",
-                    json!({"ok": report.short.is_empty(), "added": report.added,
-                    "short": report.short.iter().map(|(r, n)| json!({"start": r.start, "end": r.end, "copies": n})).collect::<Vec<_>>()})
-                );
-            } else {
-                println!("added {} replicas", report.added);
-            }
-            if !report.short.is_empty() {
-                let ranges: Vec<_> = report.short.iter().map(|(r, _)| r.clone()).collect();
-                return Err(ToolError::new(
-                    ToolErrorKind::Incomplete,
-                    format!(
-                        "still fewer than {copies} live copies of logical bytes {}",
-                        fmt_ranges(&ranges)
-                    ),
-                ));
-            }
-            Ok(())
-        }
-        Cmd::Trim { xnd, depot, dead, free, streams, output } => {
-            let mut x = load_exnode(xnd)?;
-            let select = match (depot, dead) {
-                (Some(d), _) => TrimSelect::Depot(
-                    DepotAddr::parse(d).ok_or_else(|| usage("--depot must be host:port"))?,
-                ),
-                (None, _) => TrimSelect::Dead,
-            };
-            let report = trim(&mut x, &select, *free, *streams, config);
-            save_exnode(&x, output.as_deref().unwrap_or(xnd))?;
-            for (d, why) in &report.free_failed {
-                eprintln!("ibp-xnd: could not free an allocation on {d}: {why}");
-            }
-            if cli.json {
-                println!(
-                    "{}",
-                    json!({"ok": true, "removed": report.removed, "freed": report.freed,
-                    "free_failed": report.free_failed.len(), "mappings_left": x.mappings.len()})
-                );
-            } else {
-                println!(
-                    "removed {} mappings ({} freed); {} left",
-                    report.removed,
-                    report.freed,
-                    x.mappings.len()
-                );
-            }
-            Ok(())
-        }
-        Cmd::Refresh { xnd, duration, streams, output } => {
-            let mut x = load_exnode(xnd)?;
-            let report = refresh(&mut x, duration_arg(duration)?, *streams, config)?;
-            save_exnode(&x, output.as_deref().unwrap_or(xnd))?;
-            for (i, d, why) in &report.refused {
-                eprintln!("ibp-xnd: mapping {i} on {d}: lease not extended: {why}");
-            }
-            if cli.json {
-                println!(
-                    "{}",
-                    json!({"ok": report.refused.is_empty(), "extended": report.extended,
-                    "refused": report.refused.iter().map(|(i, d, w)| json!({"mapping": i, "depot": d, "why": w})).collect::<Vec<_>>()})
-                );
-            } else {
-                println!("extended {} leases, {} refused", report.extended, report.refused.len());
-            }
-            if !report.refused.is_empty() {
-                return Err(ToolError::new(
-                    ToolErrorKind::Incomplete,
-                    format!("{} leases were not extended", report.refused.len()),
-                ));
-            }
-            Ok(())
-        }
-        Cmd::Ls { xnd } => {
-            let x = load_exnode(xnd)?;
-            list(&x, None, cli.json);
-            Ok(())
-        }
-        Cmd::Stat { xnd, streams } => {
-            let x = load_exnode(xnd)?;
-            let health = probe_all(&x, *streams, config);
-            list(&x, Some(&health), cli.json);
-            Ok(())
-        }
-        Cmd::Convert { xnd, to_xml: xml } => {
-            let x = load_exnode(xnd)?;
-            if *xml {
-                print!("{}", to_xml(&x));
-            } else {
-                to_json(&x, std::io::stdout().lock()).map_err(|e| {
-                    ToolError::new(ToolErrorKind::Io, format!("cannot write JSON: {e}"))
-                })?;
-                println!();
-            }
-            Ok(())
-        }
+        );
+    } else {
+        println!(
+            "downloaded {} to {} in {secs:.2} s ({}); {} kept, {} fail-overs",
+            format_size(x.size()),
+            file.display(),
+            rate(report.fetched_bytes, secs),
+            format_size(report.kept_bytes),
+            report.failovers.len()
+        );
     }
+    Ok(())
+}
+
+fn cmd_augment(a: &AugmentArgs, json: bool, config: &Config) -> Result<(), ToolError> {
+    let AugmentArgs { xnd, depots, copies, streams, duration, output } = a;
+    let mut x = load_exnode(xnd)?;
+    let opts = AugmentOptions {
+        depots: depots_of(depots)?,
+        copies: *copies,
+        streams: *streams,
+        duration_s: duration_arg(duration)?,
+        config: config.clone(),
+    };
+    let pb = bar(x.size(), json);
+    let report = augment(&mut x, &opts, &|n| pb.inc(n))?;
+    pb.finish_and_clear();
+    save_exnode(&x, output.as_deref().unwrap_or(xnd))?;
+    if json {
+        println!(
+            "{}",
+            json!({"ok": report.short.is_empty(), "added": report.added,
+                    "short": report.short.iter().map(|(r, n)| json!({"start": r.start, "end": r.end, "copies": n})).collect::<Vec<_>>()})
+        );
+    } else {
+        println!("added {} replicas", report.added);
+    }
+    if !report.short.is_empty() {
+        let ranges: Vec<_> = report.short.iter().map(|(r, _)| r.clone()).collect();
+        return Err(ToolError::new(
+            ToolErrorKind::Incomplete,
+            format!(
+                "still fewer than {copies} live copies of logical bytes {}",
+                fmt_ranges(&ranges)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn cmd_trim(a: &TrimArgs, json: bool, config: &Config) -> Result<(), ToolError> {
+    let TrimArgs { xnd, depot, dead, free, streams, output } = a;
+    let mut x = load_exnode(xnd)?;
+    let select = match (depot, dead) {
+        (Some(d), _) => TrimSelect::Depot(
+            DepotAddr::parse(d).ok_or_else(|| usage("--depot must be host:port"))?,
+        ),
+        (None, _) => TrimSelect::Dead,
+    };
+    let report = trim(&mut x, &select, *free, *streams, config);
+    save_exnode(&x, output.as_deref().unwrap_or(xnd))?;
+    for (d, why) in &report.free_failed {
+        eprintln!("ibp-xnd: could not free an allocation on {d}: {why}");
+    }
+    if json {
+        println!(
+            "{}",
+            json!({"ok": true, "removed": report.removed, "freed": report.freed,
+                    "free_failed": report.free_failed.len(), "mappings_left": x.mappings.len()})
+        );
+    } else {
+        println!(
+            "removed {} mappings ({} freed); {} left",
+            report.removed,
+            report.freed,
+            x.mappings.len()
+        );
+    }
+    Ok(())
+}
+
+fn cmd_refresh(a: &RefreshArgs, json: bool, config: &Config) -> Result<(), ToolError> {
+    let RefreshArgs { xnd, duration, streams, output } = a;
+    let mut x = load_exnode(xnd)?;
+    let report = refresh(&mut x, duration_arg(duration)?, *streams, config)?;
+    save_exnode(&x, output.as_deref().unwrap_or(xnd))?;
+    for (i, d, why) in &report.refused {
+        eprintln!("ibp-xnd: mapping {i} on {d}: lease not extended: {why}");
+    }
+    if json {
+        println!(
+            "{}",
+            json!({"ok": report.refused.is_empty(), "extended": report.extended,
+                    "refused": report.refused.iter().map(|(i, d, w)| json!({"mapping": i, "depot": d, "why": w})).collect::<Vec<_>>()})
+        );
+    } else {
+        println!("extended {} leases, {} refused", report.extended, report.refused.len());
+    }
+    if !report.refused.is_empty() {
+        return Err(ToolError::new(
+            ToolErrorKind::Incomplete,
+            format!("{} leases were not extended", report.refused.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn cmd_ls(a: &LsArgs, json: bool, _config: &Config) -> Result<(), ToolError> {
+    let LsArgs { xnd } = a;
+    let x = load_exnode(xnd)?;
+    list(&x, None, json);
+    Ok(())
+}
+
+fn cmd_stat(a: &StatArgs, json: bool, config: &Config) -> Result<(), ToolError> {
+    let StatArgs { xnd, streams } = a;
+    let x = load_exnode(xnd)?;
+    let health = probe_all(&x, *streams, config);
+    list(&x, Some(&health), json);
+    Ok(())
+}
+
+fn cmd_convert(a: &ConvertArgs, _json: bool, _config: &Config) -> Result<(), ToolError> {
+    let ConvertArgs { xnd, to_xml: xml } = a;
+    let x = load_exnode(xnd)?;
+    if *xml {
+        print!("{}", to_xml(&x));
+    } else {
+        to_json(&x, std::io::stdout().lock())
+            .map_err(|e| ToolError::new(ToolErrorKind::Io, format!("cannot write JSON: {e}")))?;
+        println!();
+    }
+    Ok(())
 }
 
 /// ls / stat output. Health (stat) adds per-mapping probe results and live replica counts.
