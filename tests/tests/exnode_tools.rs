@@ -202,6 +202,51 @@ fn tampered_replica_is_detected_and_another_is_used() {
     assert!(bad[0].why.contains("checksum mismatch"));
 }
 
+/// Bit rot under a replica: the depot's own CRC refuses the block (-63 or a short load), and
+/// the download takes the other replica and reports the fail-over.
+#[test]
+fn rotten_block_on_one_depot_is_read_from_another() {
+    let s = Scratch::new("rot");
+    let mut ds = depots(2);
+    let src = s.path("src.bin");
+    let data = write_file(&src, 2 * BLOCK as usize, 5);
+    // One stream, so allocations happen in order: each depot gets block 0's replica first
+    // (offset 0 of its data file) and block 1's right after it.
+    let opts = UploadOptions {
+        depots: ds.iter().map(addr).collect(),
+        copies: 2,
+        block_bytes: BLOCK,
+        streams: 1,
+        duration_s: 600,
+        reliability: Reliability::Hard,
+        checksum: ChecksumAlgorithm::Crc32,
+        e2e_block_bytes: 64 * 1024,
+        config: config(),
+    };
+    let x = upload(&src, &opts, &|_| {}).expect("upload").exnode;
+    // Rot block 0 on depot 0 and block 1 on depot 1: whichever depot the downloader
+    // prefers, one of its two loads meets a rotten block.
+    for (depot, at) in [(0usize, 1000u64), (1, BLOCK + 1000)] {
+        kill(&mut ds[depot]);
+        let file = ds[depot].data_dir().join("shard-0.data");
+        let on_disk = ibp_tests::depot::read_at(&file, at, 64);
+        let logical = at as usize; // each depot stores block 0 at 0 and block 1 at BLOCK
+        assert_eq!(
+            on_disk,
+            data[logical..logical + 64],
+            "{} @{at}: the replica is not where expected",
+            file.display()
+        );
+        ibp_tests::depot::flip_byte(&file, at);
+        ds[depot].restart();
+    }
+    let out = s.path("out.bin");
+    let report = down(&x, &out).expect("download");
+    assert_eq!(std::fs::read(&out).expect("read"), data);
+    assert_eq!(report.failovers.len(), 1, "{:?}", report.failovers);
+    assert!(!report.failovers[0].bad_checksum, "the depot itself refused the rotten block");
+}
+
 #[test]
 fn augment_restores_copies_trim_and_refresh_do_what_they_say() {
     let s = Scratch::new("augment");
