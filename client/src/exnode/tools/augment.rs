@@ -9,11 +9,10 @@
 //! caller stops carrying data (tracked in client/README-exnode.md).
 
 use super::common::{
-    cap_addr, fetch_verified, now_s, plan_units, probe_latency, run_parallel, Endpoints, ToolError,
-    ToolErrorKind,
+    cap_addr, fetch_verified, now_s, plan_units, probe_latency, run_parallel, Endpoints,
+    SharedEndpoints, ToolError, ToolErrorKind,
 };
 use crate::config::Config;
-use crate::depot::Depot;
 use crate::exnode::model::{DepotAddr, ExNode, Mapping};
 use crate::proto::request::Reliability;
 use std::collections::BTreeSet;
@@ -64,6 +63,7 @@ pub fn augment(
     let alive = |a: &DepotAddr| latency.get(a).copied().flatten().is_some();
     // Mapping-aligned units: a new replica copies one whole existing mapping's range.
     let units = plan_units(x, u64::MAX);
+    let shards = SharedEndpoints::new(&opts.config);
     let added: Mutex<Vec<Mapping>> = Mutex::new(Vec::new());
     let short: Mutex<Vec<(Range<u64>, usize)>> = Mutex::new(Vec::new());
     let snapshot: &ExNode = x;
@@ -97,7 +97,7 @@ pub fn augment(
                     if have >= opts.copies {
                         break;
                     }
-                    if let Ok(m) = add_replica(&data, &unit.range, source, target, opts) {
+                    if let Ok(m) = add_replica(&data, &unit.range, source, target, &shards, opts) {
                         progress(data.len() as u64);
                         new.push(m);
                         have += 1;
@@ -141,13 +141,13 @@ fn add_replica(
     range: &Range<u64>,
     source: &Mapping,
     target: &DepotAddr,
+    shards: &SharedEndpoints,
     opts: &AugmentOptions,
 ) -> crate::Result<Mapping> {
-    let depot = Depot::new(target.host.clone(), target.port, opts.config.clone());
     let len = data.len() as u64;
-    let caps = depot.allocate(len.max(1), opts.duration_s, Reliability::Hard, None)?;
-    let owner = Depot::for_capability(&caps.write, opts.config.clone());
-    owner.handle(&caps.write).store(data)?;
+    let caps =
+        shards.for_addr(target).allocate(len.max(1), opts.duration_s, Reliability::Hard, None)?;
+    shards.for_cap(&caps.write).handle(&caps.write).store(data)?;
     let mut m = Mapping::new(range.start, len);
     m.e2e_blocksize = source.e2e_blocksize;
     m.checksum = (range.start == source.logical_offset && len == source.logical_length)

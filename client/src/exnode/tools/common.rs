@@ -125,6 +125,36 @@ impl Endpoints {
     }
 }
 
+/// Endpoints that grow while workers run (new allocations name shard ports not known in
+/// advance), so every worker reuses the same pooled connections to a shard.
+#[derive(Debug, Default)]
+pub struct SharedEndpoints {
+    map: Mutex<BTreeMap<DepotAddr, std::sync::Arc<Depot>>>,
+    config: Config,
+}
+
+impl SharedEndpoints {
+    /// An empty set using `config` for every depot.
+    pub fn new(config: &Config) -> SharedEndpoints {
+        SharedEndpoints { map: Mutex::new(BTreeMap::new()), config: config.clone() }
+    }
+
+    /// The endpoint serving `cap`, created on first use.
+    pub fn for_cap(&self, cap: &Capability) -> std::sync::Arc<Depot> {
+        self.for_addr(&cap_addr(cap))
+    }
+
+    /// The endpoint at `addr`, created on first use.
+    pub fn for_addr(&self, addr: &DepotAddr) -> std::sync::Arc<Depot> {
+        let make =
+            || std::sync::Arc::new(Depot::new(addr.host.clone(), addr.port, self.config.clone()));
+        match self.map.lock() {
+            Ok(mut map) => map.entry(addr.clone()).or_insert_with(make).clone(),
+            Err(_) => make(),
+        }
+    }
+}
+
 /// TCP connect time to each address, probed in parallel; `None` = unreachable within
 /// `timeout`. This is the cheapest liveness and latency signal that needs no capability.
 pub fn probe_latency(

@@ -3,7 +3,7 @@
 //! does not hold the block yet when one refuses), over `streams` parallel workers, and
 //! record per-block end-to-end digests in every mapping.
 
-use super::common::{now_s, run_parallel, ToolError, ToolErrorKind};
+use super::common::{now_s, run_parallel, SharedEndpoints, ToolError, ToolErrorKind};
 use crate::config::Config;
 use crate::depot::Depot;
 use crate::exnode::checksum::{BlockChecksums, ChecksumAlgorithm};
@@ -73,6 +73,7 @@ pub fn upload(
         .iter()
         .map(|d| Depot::new(d.host.clone(), d.port, opts.config.clone()))
         .collect();
+    let targets = Targets { depots, shards: SharedEndpoints::new(&opts.config) };
     let blocks = usize::try_from(size.div_ceil(opts.block_bytes))
         .map_err(|_| ToolError::new(ToolErrorKind::Usage, "file has too many blocks"))?;
     let results: Mutex<Vec<Option<BlockResult>>> = Mutex::new((0..blocks).map(|_| None).collect());
@@ -80,7 +81,7 @@ pub fn upload(
     run_parallel(blocks, opts.streams, |i| {
         let offset = i as u64 * opts.block_bytes;
         let len = opts.block_bytes.min(size - offset);
-        match store_block(&file, i, offset, len, opts, &depots, progress) {
+        match store_block(&file, i, offset, len, opts, &targets, progress) {
             Ok(r) => {
                 if let Ok(mut all) = results.lock() {
                     all[i] = Some(r);
@@ -135,6 +136,13 @@ fn validate(opts: &UploadOptions) -> Result<(), ToolError> {
     Ok(())
 }
 
+/// Where blocks go: the listed depots (allocate) and the shards their capabilities name
+/// (store), each with its own connection pool shared by all workers.
+struct Targets {
+    depots: Vec<Depot>,
+    shards: SharedEndpoints,
+}
+
 #[derive(Default)]
 struct BlockResult {
     mappings: Vec<Mapping>,
@@ -147,7 +155,7 @@ fn store_block(
     offset: u64,
     len: u64,
     opts: &UploadOptions,
-    depots: &[Depot],
+    targets: &Targets,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<BlockResult, ToolError> {
     let mut data = vec![0u8; usize::try_from(len).unwrap_or(0)];
@@ -156,14 +164,14 @@ fn store_block(
     })?;
     let sums = BlockChecksums::compute(opts.checksum, opts.e2e_block_bytes, &data);
     let mut out = BlockResult::default();
-    let d = depots.len();
+    let d = targets.depots.len();
     // Try depots in rotation from this block's first one; each holds at most one replica.
     for step in 0..d {
         if out.mappings.len() == opts.copies {
             break;
         }
         let which = (index + step) % d;
-        match store_on(&depots[which], &data, opts) {
+        match store_on(&targets.depots[which], &targets.shards, &data, opts) {
             Ok(caps) => {
                 let mut m = Mapping::new(offset, len);
                 m.read = Some(caps.read);
@@ -184,13 +192,17 @@ fn store_block(
     Ok(out)
 }
 
-fn store_on(depot: &Depot, data: &[u8], opts: &UploadOptions) -> crate::Result<crate::AllocCaps> {
+fn store_on(
+    depot: &Depot,
+    shards: &SharedEndpoints,
+    data: &[u8],
+    opts: &UploadOptions,
+) -> crate::Result<crate::AllocCaps> {
     let len = data.len() as u64;
     let caps = depot.allocate(len.max(1), opts.duration_s, opts.reliability, None)?;
     if !data.is_empty() {
         // Straight to the shard that owns the allocation (its port is in the capability).
-        let owner = Depot::for_capability(&caps.write, opts.config.clone());
-        owner.handle(&caps.write).store(data)?;
+        shards.for_cap(&caps.write).handle(&caps.write).store(data)?;
     }
     Ok(caps)
 }
