@@ -5,6 +5,7 @@
 //! this type stays plain data that round-trips through the journal byte for byte.
 
 use crate::checksum::BlockCrcs;
+use crate::digest::DiskDigests;
 use crate::extent::{Extent, BLOCK_BYTES};
 use crate::keys::KeyDigest;
 
@@ -50,6 +51,9 @@ pub struct Allocation {
     pub digests: [KeyDigest; 3],
     /// CRC32 per checksum block, verified on every load.
     pub crcs: BlockCrcs,
+    /// Disk digests chosen at ALLOCATE_CHKSUM (their block size is then also the CRC block);
+    /// `None` for plain allocations, which use the resource's checksum block.
+    pub disk_digests: Option<DiskDigests>,
 }
 
 impl Allocation {
@@ -70,5 +74,38 @@ impl Allocation {
 
     pub fn is_expired(&self, now: i64) -> bool {
         now >= self.expires_at
+    }
+
+    /// This allocation's checksum block: its own when it carries digests, else the resource's.
+    pub fn block_bytes(&self, resource_default: u64) -> u64 {
+        self.disk_digests.as_ref().map_or(resource_default, |d| d.block_bytes)
+    }
+}
+
+/// An alias (ALIAS_ALLOCATE): capabilities of its own onto a window of a master allocation.
+/// It has no bytes of its own; it dies with its master, on its own lease, or when both of
+/// its reference counts reach 0.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    /// Shard-local identifier, from the same sequence as allocation ids.
+    pub id: u64,
+    /// The allocation the alias opens onto.
+    pub master: u64,
+    /// `(offset, len)` in master offsets; `None` is the whole allocation (offset=len=0 on the
+    /// wire), which follows the master's size and alone may append.
+    pub window: Option<(u64, u64)>,
+    /// Unix time the alias lease ends; `None` inherits the master's lease.
+    pub expires_at: Option<i64>,
+    /// Reference counts, as for allocations (created 1/0).
+    pub read_refs: u32,
+    pub write_refs: u32,
+    /// Digests of the alias's read, write and manage keys.
+    pub digests: [KeyDigest; 3],
+}
+
+impl Alias {
+    /// When the alias lease ends, given its master's.
+    pub fn expires(&self, master_expires_at: i64) -> i64 {
+        self.expires_at.map_or(master_expires_at, |e| e.min(master_expires_at))
     }
 }

@@ -148,6 +148,25 @@ impl Conn {
         Ok(window.buf)
     }
 
+    /// Receives exactly `n` bytes into a fresh vector (a hex digest between network blocks,
+    /// or the rest of a network block read ahead). `n` is bounded by the caller (at most one
+    /// transfer buffer); each socket read waits at most `inactivity`.
+    pub async fn recv_vec(&mut self, n: usize, inactivity: Duration) -> io::Result<Vec<u8>> {
+        loop {
+            if self.buffered().len() >= n {
+                let v = self.buffered()[..n].to_vec();
+                self.consume(n);
+                return Ok(v);
+            }
+            match timeout(inactivity, self.fill()).await {
+                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+    }
+
     /// Sends a small reply.
     pub async fn send(&self, bytes: Vec<u8>) -> io::Result<()> {
         self.stream.write_all_vec(bytes).await

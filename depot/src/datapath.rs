@@ -11,6 +11,7 @@ use std::ops::Range;
 use ibp_io::{FixedBuf, IoBuf, IoBufMut};
 
 use crate::checksum::block_crc;
+use crate::digest::DigestKind;
 
 /// One chunk of a transfer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +64,19 @@ pub fn chunk_crcs(buf: &[u8], c: &Chunk, cb: u64) -> Vec<u32> {
             block_crc(buf.get(start..end.max(start)).unwrap_or(&[]), cb)
         })
         .collect()
+}
+
+/// Disk digests of the chunk's blocks as they are in `buf`, concatenated (bytes past the
+/// extent count as zeros, as for CRCs).
+pub fn chunk_sums(buf: &[u8], c: &Chunk, cb: u64, kind: DigestKind) -> Vec<u8> {
+    let mut out = Vec::with_capacity(c.blocks as usize * kind.digest_bytes());
+    for i in 0..c.blocks as usize {
+        let start = i * cb as usize;
+        let end = (start + cb as usize).min(c.disk_len);
+        let data = buf.get(start..end.max(start)).unwrap_or(&[]);
+        out.extend_from_slice(kind.block(data, cb).as_bytes());
+    }
+    out
 }
 
 /// A view of `buf[at..at + len]` for a disk read into the middle of a pool buffer (edge blocks).

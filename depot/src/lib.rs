@@ -15,8 +15,10 @@
 //! * `transfer` — the bulk write and read paths, independent of source and sink.
 //! * `datapath` — how a transfer is cut into whole-checksum-block chunks.
 //! * `checksum` — CRC32 per checksum block.
+//! * `digest` — MD5/SHA digests for network checksum framing and per-allocation disk digests.
 //! * `fanout` — one buffer to many peers: shared buffers and `join_all`.
 //! * `extent` — 4 KiB-block extent allocator.
+//! * `netsum` — network checksum framing of the `_CHKSUM` data commands (state machine).
 //! * `keys` — capability keys, shard routing, keyed digests.
 //! * `lock` — per-allocation block locks and server-sync wake-ups.
 //! * `stats` — counters and latency histograms for STATUS.
@@ -27,11 +29,13 @@ pub mod cmd;
 pub mod config;
 pub mod conn;
 pub mod datapath;
+pub mod digest;
 pub mod extent;
 pub mod fanout;
 pub mod journal;
 pub mod keys;
 pub mod lock;
+pub mod netsum;
 pub mod remote;
 pub mod server;
 pub mod shard;

@@ -249,6 +249,16 @@ impl Shard {
             && self.cfg.resources[a.resource as usize].kind.is_persistent()
     }
 
+    /// Whether resource `r` is on disk (hard allocations there need fdatasync).
+    pub fn is_disk(&self, r: u16) -> bool {
+        self.cfg.resources[r as usize].kind.is_persistent()
+    }
+
+    /// The resource of allocation `id` (for journaling records about it, or its aliases).
+    pub fn resource_of(&self, id: u64) -> u16 {
+        self.table.borrow().get(id).map_or(0, |a| a.resource)
+    }
+
     /// Deletes allocation `id` once no transfer holds it; returns false if it was already gone.
     pub async fn delete(&self, id: u64) -> Result<bool, String> {
         let rt = self.rt(id);

@@ -8,8 +8,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::allocation::{Allocation, Durability};
+use crate::allocation::{Alias, Allocation, Durability};
 use crate::checksum::BlockCrcs;
+use crate::digest::{DigestKind, DiskDigests};
 use crate::extent::{blocks_for, Extent, ExtentAllocator, BLOCK_BYTES};
 use crate::journal::record::Record;
 use crate::keys::{ct_eq, index_of, new_key, DepotSecret, KeyDigest, KeyKind};
@@ -76,6 +77,8 @@ pub struct AllocRequest {
     /// Relative seconds; −1 means the resource maximum.
     pub duration_s: i64,
     pub size: u64,
+    /// ALLOCATE_CHKSUM: disk digest kind and block size (already validated).
+    pub digest: Option<(DigestKind, u64)>,
 }
 
 /// Why an allocation or change was refused; each maps to one IBP error code.
@@ -124,6 +127,10 @@ pub struct Table {
     expiry: BTreeSet<(i64, u64)>,
     /// (resource, created_seq, id) of soft allocations: revoked oldest first.
     soft: BTreeSet<(u16, u64, u64)>,
+    /// Aliases by id (ALIAS_ALLOCATE); they die with their master.
+    aliases: HashMap<u64, Alias>,
+    /// First half of an alias key digest → alias id.
+    alias_index: HashMap<[u8; 16], u64>,
     next_id: u64,
     next_seq: u64,
     /// Allocations a transfer is using right now; soft revocation skips them. Kept current
@@ -140,6 +147,8 @@ impl Table {
             index: HashMap::new(),
             expiry: BTreeSet::new(),
             soft: BTreeSet::new(),
+            aliases: HashMap::new(),
+            alias_index: HashMap::new(),
             next_id: 1,
             next_seq: 1,
             pinned: std::collections::HashSet::new(),
@@ -284,6 +293,7 @@ impl Table {
             write_refs: 0,
             digests,
             crcs: BlockCrcs::default(),
+            disk_digests: req.digest.map(|(k, bytes)| DiskDigests::new(k, bytes)),
         };
         records.push(Record::Put(Box::new(a.clone())));
         self.insert(a);
@@ -326,12 +336,14 @@ impl Table {
         Some(a)
     }
 
-    /// Deletes an allocation: zeroes its extent (through `zero`) and frees the space.
+    /// Deletes an allocation and its aliases: zeroes its extent (through `zero`) and frees
+    /// the space.
     pub fn remove(&mut self, id: u64, zero: &mut dyn FnMut(u16, Extent)) -> Record {
         if let Some(a) = self.unlink(id) {
             zero(a.resource, a.extent);
             self.regions[a.resource as usize].extents.free(a.extent);
         }
+        self.drop_aliases_of(id);
         Record::Delete { id }
     }
 
@@ -372,6 +384,9 @@ impl Table {
         b.read_refs = m.read_refs;
         b.write_refs = m.write_refs;
         b.crcs.truncate(m.crc_len);
+        if let Some(d) = &mut b.disk_digests {
+            d.truncate(m.crc_len);
+        }
         let rec = Record::Meta {
             id,
             max_size: b.max_size,
@@ -396,7 +411,7 @@ impl Table {
         crcs: &[u32],
     ) -> Option<Record> {
         let a = self.allocs.get_mut(&id)?;
-        let cb = self.regions[a.resource as usize].policy.checksum_block_bytes;
+        let cb = a.block_bytes(self.regions[a.resource as usize].policy.checksum_block_bytes);
         a.size = a.size.max(new_size);
         a.crcs.set_run(first_block, crcs, cb);
         Some(Record::Data { id, size: a.size, first_block, crcs: crcs.to_vec() })
@@ -455,7 +470,26 @@ impl Table {
                 if let Some(a) = self.unlink(id) {
                     self.regions[a.resource as usize].extents.free(a.extent);
                 }
+                self.drop_aliases_of(id);
                 Ok(())
+            }
+            Record::Digests { id, first_block, sums } => self
+                .apply_digests(id, first_block, &sums)
+                .map(|_| ())
+                .ok_or("digests for unknown allocation"),
+            Record::AliasPut(a) => {
+                if !self.allocs.contains_key(&a.master) {
+                    return Err("alias of an unknown allocation");
+                }
+                self.insert_alias(*a);
+                Ok(())
+            }
+            Record::AliasDelete { id } => {
+                self.remove_alias(id);
+                Ok(())
+            }
+            Record::Rekey { id, digests } => {
+                self.set_keys(id, digests).map(|_| ()).ok_or("rekey of unknown allocation")
             }
         }
     }
@@ -464,7 +498,14 @@ impl Table {
     pub fn snapshot(&self) -> Vec<Record> {
         let mut ids: Vec<u64> = self.allocs.keys().copied().collect();
         ids.sort_unstable();
-        ids.into_iter().map(|id| Record::Put(Box::new(self.allocs[&id].clone()))).collect()
+        let mut out: Vec<Record> =
+            ids.into_iter().map(|id| Record::Put(Box::new(self.allocs[&id].clone()))).collect();
+        let mut alias_ids: Vec<u64> = self.aliases.keys().copied().collect();
+        alias_ids.sort_unstable();
+        out.extend(
+            alias_ids.into_iter().map(|id| Record::AliasPut(Box::new(self.aliases[&id].clone()))),
+        );
+        out
     }
 }
 
@@ -493,6 +534,10 @@ impl MetaChange {
         }
     }
 }
+
+mod ext;
+
+pub use ext::MergeError;
 
 #[cfg(test)]
 mod tests;

@@ -4,13 +4,25 @@
 //! (other known types −22, unknown −30); size 0 → −30; duration 0 → −30, −1 → the resource
 //! maximum, beyond it → −28; unknown RID → −50; over the admission curve → −45; no room even
 //! after revoking soft allocations → −23.
+//!
+//! ALLOCATE_CHKSUM (29) chooses disk digests for the allocation (`disk_digest`): the type must
+//! be NONE (0), DEFAULT (−1) or one of MD5/SHA1/SHA256/SHA512, else −64. NONE and DEFAULT give
+//! a plain allocation (this depot's resources keep CRC32 only, so their default is no digest).
+//! With a digest, the block size becomes the allocation's checksum block (CRC32 and digest per
+//! block): it must be a multiple of 4 KiB, at most 1 MiB, and divide the transfer buffer so a
+//! chunk is whole blocks, else −65.
 
 use ibp_client::proto::request::{AllocType, Allocate};
-use ibp_client::proto::{reply, CapKind, Capability, ErrorCode};
+use ibp_client::proto::ErrorCode;
+
+use ibp_client::proto::request::ChksumSpec;
 
 use super::{reply_error, reply_ok, Ctx, Next};
 use crate::allocation::Durability;
+use crate::checksum::MAX_CHECKSUM_BLOCK_BYTES;
+use crate::digest::DigestKind;
 use crate::extent::Extent;
+use crate::shard::Shard;
 use crate::table::{AllocError, AllocRequest};
 
 pub async fn run(ctx: &mut Ctx<'_>, req: Allocate) -> (Next, bool) {
@@ -23,11 +35,10 @@ pub async fn run(ctx: &mut Ctx<'_>, req: Allocate) -> (Next, bool) {
         Some(_) => return reply_error(ctx.conn, ErrorCode::TypeNotSupported, Next::Continue).await,
         None => return reply_error(ctx.conn, ErrorCode::InvalidParameter, Next::Continue).await,
     }
-    if req.chksum.is_some() {
-        // ALLOCATE_CHKSUM: per-allocation disk digests are not offered yet; every allocation
-        // already carries CRC32 per checksum block.
-        return reply_error(ctx.conn, ErrorCode::UnknownFunction, Next::Continue).await;
-    }
+    let digest = match disk_digest(shard, req.chksum) {
+        Ok(d) => d,
+        Err(code) => return reply_error(ctx.conn, code, Next::Continue).await,
+    };
     let resource = match &req.rid {
         None => 0,
         Some(rid) if rid == "0" => 0,
@@ -39,8 +50,13 @@ pub async fn run(ctx: &mut Ctx<'_>, req: Allocate) -> (Next, bool) {
     if req.size <= 0 {
         return reply_error(ctx.conn, ErrorCode::InvalidParameter, Next::Continue).await;
     }
-    let areq =
-        AllocRequest { resource, durability, duration_s: req.duration_s, size: req.size as u64 };
+    let areq = AllocRequest {
+        resource,
+        durability,
+        duration_s: req.duration_s,
+        size: req.size as u64,
+        digest,
+    };
     let now = shard.clock.now_unix_s();
     shard.sync_policies();
     shard.pin_busy();
@@ -77,26 +93,33 @@ pub async fn run(ctx: &mut Ctx<'_>, req: Allocate) -> (Next, bool) {
         tracing::error!(shard = shard.idx, cause = %e, "allocation not made durable");
         return reply_error(ctx.conn, ErrorCode::FileWrite, Next::Close).await;
     }
-    let host = match &shard.cfg.public_host {
-        Some(h) => h.clone(),
-        None => ctx.conn.local.ip().to_string(),
-    };
-    let port = shard.ports[shard.idx as usize];
-    let rid = &shard.cfg.resources[resource as usize].rid;
-    let typekey = g.id.to_string();
-    let kinds = [CapKind::Read, CapKind::Write, CapKind::Manage];
-    let mut caps = Vec::with_capacity(3);
-    for (key, kind) in g.keys.iter().zip(kinds) {
-        match Capability::new(host.clone(), port, rid.clone(), key.clone(), typekey.clone(), kind) {
-            Ok(c) => caps.push(c),
-            Err(_) => return reply_error(ctx.conn, ErrorCode::Internal, Next::Continue).await,
-        }
+    match super::caps_line(ctx, resource, &g.keys, &g.id.to_string()) {
+        Ok(out) => reply_ok(ctx.conn, out).await,
+        Err(code) => reply_error(ctx.conn, code, Next::Continue).await,
     }
-    let caps: [Capability; 3] = match caps.try_into() {
-        Ok(c) => c,
-        Err(_) => return reply_error(ctx.conn, ErrorCode::Internal, Next::Continue).await,
+}
+
+/// The disk digest an ALLOCATE_CHKSUM / SPLIT_ALLOCATE_CHKSUM asks for (rules in the module
+/// doc); `None` for a plain allocation.
+pub fn disk_digest(
+    shard: &Shard,
+    spec: Option<ChksumSpec>,
+) -> Result<Option<(DigestKind, u64)>, ErrorCode> {
+    let Some(spec) = spec else { return Ok(None) };
+    if spec.cstype == -1 {
+        return Ok(None);
+    }
+    let Some(kind) = DigestKind::from_wire(spec.cstype).map_err(|_| ErrorCode::ChksumType)? else {
+        return Ok(None);
     };
-    let mut out = Vec::with_capacity(400);
-    reply::caps(&mut out, &caps);
-    reply_ok(ctx.conn, out).await
+    let bs = u64::try_from(spec.blocksize).map_err(|_| ErrorCode::ChksumBlocksize)?;
+    let block = crate::extent::BLOCK_BYTES;
+    if bs == 0
+        || !bs.is_multiple_of(block)
+        || bs > MAX_CHECKSUM_BLOCK_BYTES
+        || !shard.cfg.buffer_bytes.is_multiple_of(bs)
+    {
+        return Err(ErrorCode::ChksumBlocksize);
+    }
+    Ok(Some((kind, bs)))
 }

@@ -153,6 +153,10 @@ async fn truncate(shard: &Shard, key: &KeyRef, max_size: i64) -> Result<(), Erro
             m.crc_len = block;
             recs.push(shard.table.borrow_mut().set_meta(v.id, m).map_err(code_of)?);
             recs.extend(shard.table.borrow_mut().apply_data(v.id, new_max, block, &[crc]));
+            if let Some(kind) = v.digest {
+                let sum = kind.block(buf.as_slice(), cb);
+                recs.extend(shard.table.borrow_mut().apply_digests(v.id, block, sum.as_bytes()));
+            }
         }
     }
     if recs.is_empty() {

@@ -6,9 +6,11 @@
 //! plain little-endian fields behind a one-byte tag, decoded with bounds checked on every read,
 //! so a damaged journal gives an error, never a panic or a huge allocation.
 
-use crate::allocation::{Allocation, Durability};
+use crate::allocation::{Alias, Allocation, Durability};
 use crate::checksum::BlockCrcs;
+use crate::digest::{DigestKind, DiskDigests};
 use crate::extent::Extent;
+use crate::keys::KeyDigest;
 
 /// Largest record payload accepted on replay (a `Put` of a 16 M-block allocation fits).
 pub const MAX_RECORD_BYTES: usize = 64 * 1024 * 1024;
@@ -38,8 +40,16 @@ pub enum Record {
         write_refs: u32,
         crc_len: u64,
     },
-    /// The allocation is gone (deleted, expired or revoked).
+    /// The allocation is gone (deleted, expired or revoked); its aliases go with it.
     Delete { id: u64 },
+    /// Disk digests of blocks `first_block ..` (concatenated), beside a `Data` record.
+    Digests { id: u64, first_block: u64, sums: Vec<u8> },
+    /// An alias, whole (creation and every change).
+    AliasPut(Box<Alias>),
+    /// The alias is gone.
+    AliasDelete { id: u64 },
+    /// RENAME: the allocation's keys were replaced (digests of the new ones).
+    Rekey { id: u64, digests: [KeyDigest; 3] },
 }
 
 const TAG_HEADER: u8 = 1;
@@ -47,6 +57,10 @@ const TAG_PUT: u8 = 2;
 const TAG_DATA: u8 = 3;
 const TAG_META: u8 = 4;
 const TAG_DELETE: u8 = 5;
+const TAG_DIGESTS: u8 = 6;
+const TAG_ALIAS_PUT: u8 = 7;
+const TAG_ALIAS_DELETE: u8 = 8;
+const TAG_REKEY: u8 = 9;
 
 /// Why a payload did not decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +112,12 @@ impl Record {
                     out.extend_from_slice(d);
                 }
                 put_crcs(out, &a.crcs.crcs);
+                // Optional tail (absent in journals written before disk digests existed).
+                if let Some(d) = &a.disk_digests {
+                    out.push(d.kind.code() as u8);
+                    put_u64(out, d.block_bytes);
+                    put_bytes(out, &d.sums);
+                }
             }
             Record::Data { id, size, first_block, crcs } => {
                 out.push(TAG_DATA);
@@ -132,6 +152,39 @@ impl Record {
                 out.push(TAG_DELETE);
                 put_u64(out, *id);
             }
+            Record::Digests { id, first_block, sums } => {
+                out.push(TAG_DIGESTS);
+                put_u64(out, *id);
+                put_u64(out, *first_block);
+                put_bytes(out, sums);
+            }
+            Record::AliasPut(a) => {
+                out.push(TAG_ALIAS_PUT);
+                put_u64(out, a.id);
+                put_u64(out, a.master);
+                let (off, len) = a.window.unwrap_or((0, 0));
+                out.push(u8::from(a.window.is_some()));
+                put_u64(out, off);
+                put_u64(out, len);
+                out.push(u8::from(a.expires_at.is_some()));
+                put_u64(out, a.expires_at.unwrap_or(0) as u64);
+                put_u32(out, a.read_refs);
+                put_u32(out, a.write_refs);
+                for d in &a.digests {
+                    out.extend_from_slice(d);
+                }
+            }
+            Record::AliasDelete { id } => {
+                out.push(TAG_ALIAS_DELETE);
+                put_u64(out, *id);
+            }
+            Record::Rekey { id, digests } => {
+                out.push(TAG_REKEY);
+                put_u64(out, *id);
+                for d in digests {
+                    out.extend_from_slice(d);
+                }
+            }
         }
     }
 
@@ -151,11 +204,19 @@ impl Record {
                 let created_seq = r.u64()?;
                 let read_refs = r.u32()?;
                 let write_refs = r.u32()?;
-                let mut digests = [[0u8; 32]; 3];
-                for d in &mut digests {
-                    d.copy_from_slice(r.bytes(32)?);
-                }
+                let keys = r.key_digests()?;
                 let crcs = BlockCrcs { crcs: r.crcs()? };
+                let digests = if r.buf.is_empty() {
+                    None
+                } else {
+                    let kind = DigestKind::from_wire(i32::from(r.u8()?))
+                        .ok()
+                        .flatten()
+                        .ok_or(DecodeError("bad digest kind"))?;
+                    let block_bytes = r.u64()?;
+                    let sums = r.blob()?;
+                    Some(DiskDigests { kind, block_bytes, sums })
+                };
                 Record::Put(Box::new(Allocation {
                     id,
                     resource,
@@ -167,8 +228,9 @@ impl Record {
                     created_seq,
                     read_refs,
                     write_refs,
-                    digests,
+                    digests: keys,
                     crcs,
+                    disk_digests: digests,
                 }))
             }
             TAG_DATA => Record::Data {
@@ -189,6 +251,26 @@ impl Record {
                 crc_len: r.u64()?,
             },
             TAG_DELETE => Record::Delete { id: r.u64()? },
+            TAG_DIGESTS => Record::Digests { id: r.u64()?, first_block: r.u64()?, sums: r.blob()? },
+            TAG_ALIAS_PUT => {
+                let id = r.u64()?;
+                let master = r.u64()?;
+                let has_window = r.u8()? != 0;
+                let window = (r.u64()?, r.u64()?);
+                let has_expiry = r.u8()? != 0;
+                let expires_at = r.u64()? as i64;
+                Record::AliasPut(Box::new(Alias {
+                    id,
+                    master,
+                    window: has_window.then_some(window),
+                    expires_at: has_expiry.then_some(expires_at),
+                    read_refs: r.u32()?,
+                    write_refs: r.u32()?,
+                    digests: r.key_digests()?,
+                }))
+            }
+            TAG_ALIAS_DELETE => Record::AliasDelete { id: r.u64()? },
+            TAG_REKEY => Record::Rekey { id: r.u64()?, digests: r.key_digests()? },
             _ => return Err(DecodeError("unknown record tag")),
         };
         if !r.buf.is_empty() {
@@ -246,6 +328,10 @@ fn put_u32(out: &mut Vec<u8>, v: u32) {
 fn put_u64(out: &mut Vec<u8>, v: u64) {
     out.extend_from_slice(&v.to_le_bytes());
 }
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_u64(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
 fn put_crcs(out: &mut Vec<u8>, crcs: &[u32]) {
     put_u64(out, crcs.len() as u64);
     for c in crcs {
@@ -282,6 +368,21 @@ impl<'a> Reader<'a> {
     fn durability(&mut self) -> Result<Durability, DecodeError> {
         Durability::from_wire(i64::from(self.u8()?)).ok_or(DecodeError("bad durability"))
     }
+    fn blob(&mut self) -> Result<Vec<u8>, DecodeError> {
+        let n = self.u64()?;
+        // Bound the length by the bytes actually present before allocating.
+        if n > self.buf.len() as u64 {
+            return Err(DecodeError("byte string past the end of the record"));
+        }
+        Ok(self.bytes(n as usize)?.to_vec())
+    }
+    fn key_digests(&mut self) -> Result<[KeyDigest; 3], DecodeError> {
+        let mut digests = [[0u8; 32]; 3];
+        for d in &mut digests {
+            d.copy_from_slice(self.bytes(32)?);
+        }
+        Ok(digests)
+    }
     fn crcs(&mut self) -> Result<Vec<u32>, DecodeError> {
         let n = self.u64()?;
         // Bound the count by the bytes actually present before allocating.
@@ -311,6 +412,19 @@ mod tests {
             write_refs: 0,
             digests: [[1; 32], [2; 32], [3; 32]],
             crcs: BlockCrcs { crcs },
+            disk_digests: None,
+        }
+    }
+
+    fn sample_alias(id: u64, window: Option<(u64, u64)>, expires_at: Option<i64>) -> Alias {
+        Alias {
+            id,
+            master: id / 2,
+            window,
+            expires_at,
+            read_refs: 1,
+            write_refs: 0,
+            digests: [[4; 32], [5; 32], [6; 32]],
         }
     }
 
@@ -346,6 +460,27 @@ mod tests {
                 }
             }),
             any::<u64>().prop_map(|id| Record::Delete { id }),
+            (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..64), 0usize..4).prop_map(
+                |(id, sums, k)| {
+                    let kinds =
+                        [DigestKind::Md5, DigestKind::Sha1, DigestKind::Sha256, DigestKind::Sha512];
+                    let mut a = sample_alloc(id, vec![1, 2]);
+                    a.disk_digests =
+                        Some(DiskDigests { kind: kinds[k], block_bytes: 8192, sums: sums.clone() });
+                    Record::Put(Box::new(a))
+                }
+            ),
+            (any::<u64>(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..64))
+                .prop_map(|(id, first_block, sums)| Record::Digests { id, first_block, sums }),
+            (
+                any::<u64>(),
+                proptest::option::of((any::<u64>(), any::<u64>())),
+                proptest::option::of(any::<i64>())
+            )
+                .prop_map(|(id, w, e)| Record::AliasPut(Box::new(sample_alias(id, w, e)))),
+            any::<u64>().prop_map(|id| Record::AliasDelete { id }),
+            (any::<u64>(), any::<u8>())
+                .prop_map(|(id, b)| Record::Rekey { id, digests: [[b; 32], [1; 32], [b ^ 1; 32]] }),
         ]
     }
 

@@ -69,7 +69,7 @@ async fn allocate(shard: &Shard, d: Durability, size: u64, duration_s: i64) -> (
         let mut fill = |b: &mut [u8]| shard.fill_random(b);
         let mut zero = |r: u16, e: Extent| shard.zero_extent(r, e);
         t.allocate(
-            AllocRequest { resource: 0, durability: d, duration_s, size },
+            AllocRequest { resource: 0, durability: d, duration_s, size, digest: None },
             &shard.secret,
             now,
             &mut fill,

@@ -31,7 +31,7 @@ fn counter_fill() -> impl FnMut(&mut [u8]) {
 }
 
 fn req(d: Durability, size: u64, duration_s: i64) -> AllocRequest {
-    AllocRequest { resource: 0, durability: d, duration_s, size }
+    AllocRequest { resource: 0, durability: d, duration_s, size, digest: None }
 }
 
 #[test]
@@ -216,4 +216,89 @@ fn replay_of_records_rebuilds_the_same_table() {
         assert_eq!(other.regions[0].free_bytes(), t.regions[0].free_bytes());
         assert_eq!(other.regions[0].soft_bytes, t.regions[0].soft_bytes);
     }
+}
+
+/// Rebuilds a table from `log` and from `t`'s snapshot; both must equal `t`.
+fn assert_replays(t: &Table, log: &[Record], capacity: u64) {
+    let mut r = table(capacity);
+    for rec in log.iter().cloned() {
+        r.replay(rec).expect("applies");
+    }
+    let mut s2 = table(capacity);
+    for rec in t.snapshot() {
+        s2.replay(rec).expect("applies");
+    }
+    for other in [&r, &s2] {
+        assert_eq!(other.snapshot(), t.snapshot());
+        assert_eq!(other.regions[0].free_bytes(), t.regions[0].free_bytes());
+        assert_eq!(other.aliases, t.aliases);
+    }
+}
+
+#[test]
+fn split_merge_alias_rekey_and_digests_replay() {
+    let cap = 256 * 4096;
+    let mut t = table(cap);
+    let mut fill = counter_fill();
+    let s = secret();
+    let mut log: Vec<Record> = Vec::new();
+    let mut dreq = req(Durability::Hard, 100 * 4096, 600);
+    dreq.digest = Some((crate::digest::DigestKind::Sha1, 8192));
+    let g = t.allocate(dreq, &s, 0, &mut fill, &mut |_, _| {}).expect("fits");
+    let master = g.id;
+    log.extend(g.records);
+    log.extend(t.apply_data(master, 5000, 0, &[1]));
+    log.extend(t.apply_digests(master, 0, &[3; 20]));
+    assert_eq!(t.get(master).map(|a| a.block_bytes(65536)), Some(8192));
+    // Split: 30 000 bytes take 8 blocks from the end; the master keeps 92 blocks.
+    let c = t.split(master, req(Durability::Soft, 30_000, 60), &s, 0, &mut fill).expect("split");
+    log.extend(c.records);
+    assert_eq!(t.get(master).map(|a| (a.max_size, a.extent.len)), Some((92 * 4096, 92)));
+    let child = t.get(c.id).expect("child").clone();
+    assert_eq!((child.max_size, child.extent.len, child.extent.start), (30_000, 8, 92));
+    assert!(t.find(&s, KeyKind::Manage, &c.keys[2], 0).is_ok());
+    // Too big, or more than the free space past the size: refused without change.
+    let big = req(Durability::Soft, 92 * 4096, 60);
+    assert_eq!(t.split(master, big, &s, 0, &mut fill).err(), Some(AllocError::NoSpace));
+    // Alias of the child, and a rename of the master.
+    let (aid, akeys, rec) = t.add_alias(c.id, Some((10, 20)), None, &s, &mut fill).expect("alias");
+    log.push(rec);
+    assert!(t.find_alias(&s, KeyKind::Read, &akeys[0], 0).is_ok());
+    let (new_keys, rec) = t.rekey(master, &s, &mut fill).expect("rekey");
+    log.push(rec);
+    assert!(t.find(&s, KeyKind::Manage, &g.keys[2], 0).is_err());
+    assert!(t.find(&s, KeyKind::Manage, &new_keys[2], 0).is_ok());
+    assert_replays(&t, &log, cap);
+    // Merge the child back: its blocks return, its alias dies with it.
+    let mut zeroed = Vec::new();
+    let recs = t.merge(master, c.id, &mut |_, e| zeroed.push(e)).expect("merge");
+    log.extend(recs);
+    assert_eq!(zeroed, vec![child.extent]);
+    assert_eq!(t.get(master).map(|a| (a.max_size, a.extent.len)), Some((100 * 4096, 100)));
+    assert!(t.alias(aid).is_none());
+    assert_replays(&t, &log, cap);
+    // Merge refusals: an allocation whose space does not follow the master's, itself.
+    let spacer = t.allocate(req(Durability::Soft, 4096, 60), &s, 0, &mut fill, &mut |_, _| {});
+    assert_eq!(spacer.expect("fits").records.len(), 1);
+    let other = t.allocate(req(Durability::Soft, 4096, 60), &s, 0, &mut fill, &mut |_, _| {});
+    let other = other.expect("fits").id;
+    assert_eq!(t.merge(master, other, &mut |_, _| {}), Err(MergeError::NotMergeable));
+    assert_eq!(t.merge(master, master, &mut |_, _| {}), Err(MergeError::NotMergeable));
+}
+
+#[test]
+fn merge_needs_creation_refcounts_and_removal_drops_aliases() {
+    let mut t = table(64 * 4096);
+    let mut fill = counter_fill();
+    let s = secret();
+    let g = t.allocate(req(Durability::Soft, 16 * 4096, 600), &s, 0, &mut fill, &mut |_, _| {});
+    let master = g.expect("fits").id;
+    let c = t.split(master, req(Durability::Soft, 4096, 60), &s, 0, &mut fill).expect("split");
+    let mut m = MetaChange::of(t.get(c.id).expect("child"));
+    m.write_refs = 1;
+    t.set_meta(c.id, m).expect("meta");
+    assert_eq!(t.merge(master, c.id, &mut |_, _| {}), Err(MergeError::ChildReferenced));
+    let (aid, _, _) = t.add_alias(master, None, Some(30), &s, &mut fill).expect("alias");
+    let _ = t.remove(master, &mut |_, _| {});
+    assert!(t.alias(aid).is_none(), "aliases die with their master");
 }

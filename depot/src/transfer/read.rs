@@ -1,6 +1,9 @@
 //! The bulk read path: a range of an allocation to a [`Sink`].
 //!
-//! Flow: [`open`] validates the range; if it reaches past the current size it waits (server
+//! VEC_READ streams several spans as one transfer ([`open_spans`], [`stream_spans`]): one
+//! shared lock from the first to the last block, the chunks of every span in list order.
+//!
+//! Flow: [`open`] validates the range (inside the alias window too, for an alias's key); if it reaches past the current size it waits (server
 //! sync, up to the command's timeout) while a STORE/WRITE on the allocation is in flight and
 //! may fill it, else −19. [`stream`] holds the blocks shared, reads the first chunk and
 //! verifies every block's CRC (a mismatch refuses with −63 before anything is sent), calls
@@ -14,11 +17,12 @@ use std::ops::Range;
 use std::rc::Rc;
 use std::time::Instant;
 
+use ibp_client::proto::request::IoSpan;
 use ibp_client::proto::{ErrorCode, KeyRef};
 use ibp_io::FixedBuf;
 
 use crate::checksum::blocks_touched;
-use crate::cmd::{lookup, View};
+use crate::cmd::{in_window, lookup, View};
 use crate::datapath::{chunk_crcs, chunks, Chunk};
 use crate::keys::KeyKind;
 use crate::shard::Shard;
@@ -53,20 +57,38 @@ pub async fn open(
     len: i64,
     wait: std::time::Duration,
 ) -> Result<(View, u64, u64), ErrorCode> {
+    let (v, spans) = open_spans(shard, key, &[IoSpan { offset, len }], wait).await?;
+    Ok((v, spans[0].start, spans[0].end))
+}
+
+/// Validates a read of every span (VEC_READ: 1..=IOVEC_MAX of them) before anything is read:
+/// offsets ≥ 0 else −30, inside the max size and the alias window else −19; then waits for
+/// in-flight writers while the furthest span is not all there yet (−19 when it will not be).
+pub async fn open_spans(
+    shard: &Rc<Shard>,
+    key: &KeyRef,
+    list: &[IoSpan],
+    wait: std::time::Duration,
+) -> Result<(View, Vec<Range<u64>>), ErrorCode> {
     let v = lookup(shard, KeyKind::Read, key)?;
-    if len < 0 || offset < 0 {
-        return Err(ErrorCode::InvalidParameter);
+    let mut spans = Vec::with_capacity(list.len());
+    for s in list {
+        if s.offset < 0 || s.len < 0 {
+            return Err(ErrorCode::InvalidParameter);
+        }
+        let off = s.offset as u64;
+        let end = off
+            .checked_add(s.len as u64)
+            .filter(|&e| e <= v.max_size && in_window(&v, off, e))
+            .ok_or(ErrorCode::WouldExceedLimit)?;
+        spans.push(off..end);
     }
-    let off = offset as u64;
-    let end = off
-        .checked_add(len as u64)
-        .filter(|&e| e <= v.max_size)
-        .ok_or(ErrorCode::WouldExceedLimit)?;
+    let end = spans.iter().map(|s| s.end).max().unwrap_or(0);
     if end <= v.size {
-        return Ok((v, off, end));
+        return Ok((v, spans));
     }
     match server_sync_wait(shard, key, end, Instant::now() + wait).await {
-        Some(v) => Ok((v, off, end)),
+        Some(v) => Ok((v, spans)),
         None => Err(ErrorCode::WouldExceedLimit),
     }
 }
@@ -103,12 +125,30 @@ pub async fn stream<S: Sink>(
     end: u64,
     sink: &mut S,
 ) -> Result<(), ReadFailure> {
-    if end == off {
+    stream_spans(shard, v, std::slice::from_ref(&(off..end)), sink).await
+}
+
+/// Streams the spans of allocation `v` to `sink`, in list order, as one transfer.
+pub async fn stream_spans<S: Sink>(
+    shard: &Rc<Shard>,
+    v: View,
+    spans: &[Range<u64>],
+    sink: &mut S,
+) -> Result<(), ReadFailure> {
+    let total: u64 = spans.iter().map(|s| s.end - s.start).sum();
+    if total == 0 {
         return sink.begin(0).await.map_err(ReadFailure::Sink);
     }
+    let live: Vec<&Range<u64>> = spans.iter().filter(|s| s.end > s.start).collect();
+    let lo = live.iter().map(|s| s.start).min().unwrap_or(0);
+    let hi = live.iter().map(|s| s.end).max().unwrap_or(0);
     let rt = shard.rt(v.id);
-    let _guard = rt.lock(blocks_touched(off, end, v.checksum_block), false).await;
-    let plan = chunks(off, end, v.checksum_block, shard.cfg.buffer_bytes, v.extent_bytes);
+    let _guard = rt.lock(blocks_touched(lo, hi, v.checksum_block), false).await;
+    let mut plan = Vec::new();
+    for s in live {
+        let cb = v.checksum_block;
+        plan.extend(chunks(s.start, s.end, cb, shard.cfg.buffer_bytes, v.extent_bytes));
+    }
     let mut next = Some(spawn_read(shard.clone(), v, plan[0].clone()));
     for (i, c) in plan.iter().enumerate() {
         let Some((h, cell)) = next.take() else { break };
@@ -133,7 +173,7 @@ pub async fn stream<S: Sink>(
             next = Some(spawn_read(shard.clone(), v, nc.clone()));
         }
         if i == 0 {
-            sink.begin(end - off).await.map_err(ReadFailure::Sink)?;
+            sink.begin(total).await.map_err(ReadFailure::Sink)?;
         }
         sink.chunk(buf, c.payload.clone()).await.map_err(ReadFailure::Sink)?;
     }

@@ -1,27 +1,41 @@
-//! The bulk write path: bytes from a [`Source`] into a range of an allocation.
+//! The bulk write path: bytes from a [`Source`] into one or more ranges (spans) of an
+//! allocation, in order.
 //!
-//! Flow: [`begin`] validates and holds the checksum blocks the range touches (exclusive), then
-//! the command acknowledges its client; [`WriteTicket::run`] receives the payload chunk by
-//! chunk straight into pool buffers, writes each chunk with O_DIRECT while the next one is
-//! received (two writes in flight), CRCs every block, and commits the new size and CRCs to the
-//! journal (fdatasync first for hard allocations).
+//! Flow: [`begin`] / [`begin_spans`] validate every span before any byte moves (offsets ≥ 0
+//! else −30; each span inside the max size, and inside the alias window when the key is an
+//! alias's, else −19; appends through a windowed alias −19) and hold the checksum blocks the
+//! spans touch (exclusive, one range from the first to the last, so writers never deadlock);
+//! then the command acknowledges its client; [`WriteTicket::run`] receives the payload span
+//! by span, chunk by chunk, straight into pool buffers, writes each chunk with O_DIRECT while
+//! the next one is received (two writes in flight), CRCs every block (and computes its disk
+//! digest, for ALLOCATE_CHKSUM allocations) while it is in the buffer, and commits the new
+//! size, CRCs and digests to the journal (fdatasync first for hard allocations).
 //!
-//! A chunk is whole checksum blocks. The first and last block of a transfer may be partial:
-//! their other bytes are read from disk first (or are zeros, past the size), so the block is
-//! rewritten whole and its CRC covers exactly what is on disk. After a failure, bytes written
-//! past the allocation's size are zeroed again (the invariant of checksum.rs).
+//! A chunk is whole checksum blocks. The first and last block of a span may be partial: their
+//! other bytes are read from disk first (or are zeros, past the data), so the block is
+//! rewritten whole and its CRC covers exactly what is on disk. When a span touches a block an
+//! earlier span of the same command touched, the earlier writes are drained first, so the
+//! later span's edges are read back with the earlier bytes in them (later spans win).
+//!
+//! After a failure (source gone or refused, storage error) the allocation is settled before
+//! its blocks are released: bytes written past its size are zeroed again (the invariant of
+//! checksum.rs), and blocks already rewritten below the size have their CRCs and digests
+//! re-read from disk and committed, so no CRC ever disagrees with its block. The size does
+//! not change.
 
 use std::cell::Cell;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
+use std::ops::Range;
 use std::rc::Rc;
 
+use ibp_client::proto::request::IoSpan;
 use ibp_client::proto::{ErrorCode, KeyRef};
 use ibp_io::FixedBuf;
 
 use crate::checksum::blocks_touched;
-use crate::cmd::{lookup, View};
-use crate::datapath::{chunk_crcs, chunks, Chunk, Slice};
+use crate::cmd::{in_window, lookup, View};
+use crate::datapath::{chunk_crcs, chunk_sums, chunks, Chunk, Slice};
 use crate::keys::KeyKind;
 use crate::lock::{AllocRt, BlockGuard, WriterGuard};
 use crate::shard::Shard;
@@ -34,23 +48,38 @@ const WRITES_IN_FLIGHT: usize = 2;
 #[allow(async_fn_in_trait)]
 pub trait Source {
     /// Fills `buf[at..at + n]` with the next `n` bytes of the payload. On error the buffer may
-    /// be lost (a cancelled socket read keeps it until its completion).
+    /// be lost (a cancelled socket read keeps it until its completion). Once it returns, every
+    /// byte it gave is final: a source that checks the bytes (network checksums) checks them
+    /// before returning, since the chunk goes to disk next.
     async fn fill(&mut self, buf: FixedBuf, at: usize, n: usize) -> io::Result<FixedBuf>;
 }
 
-/// Why a transfer failed: the peer (socket) or our storage.
+/// Why a transfer failed: the peer (socket, or bytes it refused) or our storage.
 #[derive(Debug)]
 pub enum Failure {
     Peer(io::Error),
     Storage(String),
 }
 
+/// Where the bytes of a write go.
+pub enum Target {
+    /// STORE: `len` bytes at the current end, after any appends already in flight.
+    Append(i64),
+    /// WRITE (one span) and VEC_WRITE (1..=IOVEC_MAX spans), in payload order.
+    Spans(Vec<IoSpan>),
+}
+
 /// A validated write holding its blocks; dropping it without `run` releases everything.
 pub struct WriteTicket {
     shard: Rc<Shard>,
     v: View,
+    /// The spans, in payload order.
+    spans: Vec<Range<u64>>,
+    /// Lowest and highest byte any span touches.
     pub off: u64,
     pub end: u64,
+    /// The end this write reserved for appends, released on drop.
+    append_end: Option<u64>,
     rt: Rc<AllocRt>,
     _writer: WriterGuard,
     _blocks: BlockGuard,
@@ -75,106 +104,209 @@ pub async fn begin_view(
     offset: Option<i64>,
     len: i64,
 ) -> Result<WriteTicket, ErrorCode> {
-    if len < 0 || offset.is_some_and(|o| o < 0) {
-        return Err(ErrorCode::InvalidParameter);
-    }
+    let target = match offset {
+        None => Target::Append(len),
+        Some(offset) => Target::Spans(vec![IoSpan { offset, len }]),
+    };
+    begin_target(shard, v, &target).await
+}
+
+/// Validates a write of `target` through write key `key`, and holds its blocks.
+pub async fn begin_spans(
+    shard: &Rc<Shard>,
+    key: &KeyRef,
+    target: &Target,
+) -> Result<WriteTicket, ErrorCode> {
+    let v = lookup(shard, KeyKind::Write, key)?;
+    begin_target(shard, v, target).await
+}
+
+async fn begin_target(
+    shard: &Rc<Shard>,
+    mut v: View,
+    target: &Target,
+) -> Result<WriteTicket, ErrorCode> {
     if shard.stores[v.resource as usize].latched().is_some() {
         return Err(ErrorCode::FileWrite);
     }
     let rt = shard.rt(v.id);
-    let off = match offset {
-        Some(o) => o as u64,
-        None => rt.append_end.get().unwrap_or(v.size).max(v.size),
-    };
-    let end = off
-        .checked_add(len as u64)
-        .filter(|&e| e <= v.max_size)
-        .ok_or(ErrorCode::WouldExceedLimit)?;
-    if offset.is_none() {
-        rt.append_end.set(Some(end));
-    }
+    let spans = plan_spans(&v, &rt, target)?;
+    let append_end = matches!(target, Target::Append(_)).then(|| spans[0].end);
+    let live = spans.iter().filter(|s| s.end > s.start);
+    let off = live.clone().map(|s| s.start).min().unwrap_or(spans[0].start);
+    let end = live.map(|s| s.end).max().unwrap_or(off);
     let writer = WriterGuard::new(&rt);
     let blocks = rt.lock(blocks_touched(off, end, v.checksum_block), true).await;
-    Ok(WriteTicket { shard: shard.clone(), v, off, end, rt, _writer: writer, _blocks: blocks })
+    // Another writer may have grown the allocation while we waited for the blocks; the edge
+    // blocks must be read back from what is on disk now.
+    if let Some(a) = shard.table.borrow().get(v.id) {
+        v.size = a.size;
+    }
+    Ok(WriteTicket {
+        shard: shard.clone(),
+        v,
+        spans,
+        off,
+        end,
+        append_end,
+        rt,
+        _writer: writer,
+        _blocks: blocks,
+    })
+}
+
+/// Turns the target into byte ranges of the allocation, validating each. An append reserves
+/// its range so concurrent STOREs append in order.
+fn plan_spans(v: &View, rt: &AllocRt, target: &Target) -> Result<Vec<Range<u64>>, ErrorCode> {
+    match target {
+        Target::Append(len) => {
+            if *len < 0 {
+                return Err(ErrorCode::InvalidParameter);
+            }
+            if v.window.is_some() {
+                return Err(ErrorCode::WouldExceedLimit);
+            }
+            let off = rt.append_end.get().unwrap_or(v.size).max(v.size);
+            let end = off
+                .checked_add(*len as u64)
+                .filter(|&e| e <= v.max_size)
+                .ok_or(ErrorCode::WouldExceedLimit)?;
+            rt.append_end.set(Some(end));
+            Ok(std::iter::once(off..end).collect())
+        }
+        Target::Spans(list) => {
+            let mut out = Vec::with_capacity(list.len());
+            for s in list {
+                if s.offset < 0 || s.len < 0 {
+                    return Err(ErrorCode::InvalidParameter);
+                }
+                let off = s.offset as u64;
+                let end = off
+                    .checked_add(s.len as u64)
+                    .filter(|&e| e <= v.max_size && in_window(v, off, e))
+                    .ok_or(ErrorCode::WouldExceedLimit)?;
+                out.push(off..end);
+            }
+            if out.is_empty() {
+                return Err(ErrorCode::InvalidParameter);
+            }
+            Ok(out)
+        }
+    }
 }
 
 impl Drop for WriteTicket {
     fn drop(&mut self) {
-        if self.rt.append_end.get() == Some(self.end) {
+        if self.append_end.is_some() && self.rt.append_end.get() == self.append_end {
             self.rt.append_end.set(None);
         }
     }
 }
 
+/// Per finished span: its first block, the CRCs and the disk digests of its blocks.
+type SpanDone = (u64, Vec<u32>, Vec<u8>);
+
 impl WriteTicket {
+    /// Payload bytes of the whole write.
     pub fn len(&self) -> u64 {
-        self.end - self.off
+        self.spans.iter().map(|s| s.end - s.start).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.end == self.off
+        self.len() == 0
     }
 
     /// Moves the payload from `src` to disk and commits it. Returns the bytes written.
     pub async fn run<S: Source>(self, src: &mut S) -> Result<u64, Failure> {
-        let r = match self.receive_and_write(src).await {
-            Ok(crcs) => self.commit(&crcs).await,
+        let mut written = Vec::new();
+        let r = match self.receive_and_write(src, &mut written).await {
+            Ok(done) => self.commit(&done).await,
             Err(e) => Err(e),
         };
         if r.is_err() {
-            self.scrub_tail();
+            self.settle(&written).await;
         }
         r.map(|()| self.len())
     }
 
-    async fn receive_and_write<S: Source>(&self, src: &mut S) -> Result<Vec<u32>, Failure> {
+    async fn receive_and_write<S: Source>(
+        &self,
+        src: &mut S,
+        written: &mut Vec<Range<u64>>,
+    ) -> Result<Vec<SpanDone>, Failure> {
         let v = &self.v;
-        let plan = chunks(
-            self.off,
-            self.end,
-            v.checksum_block,
-            self.shard.cfg.buffer_bytes,
-            v.extent_bytes,
-        );
-        let mut crcs = Vec::with_capacity(plan.iter().map(|c| c.blocks as usize).sum());
+        let cb = v.checksum_block;
+        let mut done = Vec::with_capacity(self.spans.len());
         let mut inflight: VecDeque<Pending> = VecDeque::new();
+        let mut touched = Touched::default();
+        let mut data_end = v.size;
         let mut result = Ok(());
-        for c in plan {
-            if let Err(e) = self.receive_chunk(src, &c, &mut inflight, &mut crcs).await {
-                result = Err(e);
-                break;
+        'spans: for span in &self.spans {
+            if span.end <= span.start {
+                done.push((span.start / cb, Vec::new(), Vec::new()));
+                continue;
             }
+            if touched.meets_then_add(blocks_touched(span.start, span.end, cb)) {
+                while !inflight.is_empty() {
+                    if let Err(e) = wait_write(&mut inflight).await {
+                        result = Err(e);
+                        break 'spans;
+                    }
+                }
+            }
+            let plan =
+                chunks(span.start, span.end, cb, self.shard.cfg.buffer_bytes, v.extent_bytes);
+            let mut crcs = Vec::with_capacity(plan.iter().map(|c| c.blocks as usize).sum());
+            let mut sums = Vec::new();
+            for c in plan {
+                match self.receive_chunk(src, &c, data_end, &mut inflight, written).await {
+                    Ok((c_crcs, c_sums)) => {
+                        crcs.extend(c_crcs);
+                        sums.extend(c_sums);
+                    }
+                    Err(e) => {
+                        result = Err(e);
+                        break 'spans;
+                    }
+                }
+            }
+            done.push((span.start / cb, crcs, sums));
+            data_end = data_end.max(span.end);
         }
         // Every write must have landed before the commit, or before a failed transfer is
-        // scrubbed (a write still in flight would land after the scrub).
+        // settled (a write still in flight would land after the scrub).
         while !inflight.is_empty() {
             let r = wait_write(&mut inflight).await;
             if result.is_ok() {
                 result = r;
             }
         }
-        result.map(|()| crcs)
+        result.map(|()| done)
     }
 
     async fn receive_chunk<S: Source>(
         &self,
         src: &mut S,
         c: &Chunk,
+        data_end: u64,
         inflight: &mut VecDeque<Pending>,
-        crcs: &mut Vec<u32>,
-    ) -> Result<(), Failure> {
+        written: &mut Vec<Range<u64>>,
+    ) -> Result<(Vec<u32>, Vec<u8>), Failure> {
         let v = &self.v;
+        let cb = v.checksum_block;
         let mut buf = ibp_io::buf::acquire().await;
         buf.set_len(0);
-        buf = prefill_edges(&self.shard, v, c, buf)
+        buf = prefill_edges(&self.shard, v, c, data_end, buf)
             .await
             .map_err(|e| Failure::Storage(e.to_string()))?;
         buf = src.fill(buf, c.payload.start, c.payload.len()).await.map_err(Failure::Peer)?;
         buf.set_len(c.disk_len);
-        crcs.extend(chunk_crcs(buf.as_slice(), c, v.checksum_block));
+        let crcs = chunk_crcs(buf.as_slice(), c, cb);
+        let sums = v.digest.map_or_else(Vec::new, |k| chunk_sums(buf.as_slice(), c, cb, k));
         if inflight.len() >= WRITES_IN_FLIGHT {
             wait_write(inflight).await?;
         }
+        written.push(c.first_block..c.first_block + c.blocks);
         inflight.push_back(spawn_write(
             self.shard.clone(),
             v.resource,
@@ -182,33 +314,105 @@ impl WriteTicket {
             v.base + c.alloc_off,
             c.disk_len,
         ));
-        Ok(())
+        Ok((crcs, sums))
     }
 
-    /// Records the new size and CRCs, durably for hard allocations.
-    async fn commit(&self, crcs: &[u32]) -> Result<(), Failure> {
-        let first = self.off / self.v.checksum_block;
-        let rec = self.shard.table.borrow_mut().apply_data(self.v.id, self.end, first, crcs);
-        let Some(rec) = rec else {
-            return Err(Failure::Storage("allocation vanished during the transfer".into()));
-        };
+    /// Records the new size, CRCs and digests of every span, durably for hard allocations.
+    async fn commit(&self, done: &[SpanDone]) -> Result<(), Failure> {
+        let mut recs = Vec::with_capacity(done.len() * 2);
+        {
+            let mut t = self.shard.table.borrow_mut();
+            for (span, (first, crcs, sums)) in self.spans.iter().zip(done) {
+                let Some(rec) = t.apply_data(self.v.id, span.end, *first, crcs) else {
+                    return Err(Failure::Storage("allocation vanished during the transfer".into()));
+                };
+                recs.push(rec);
+                if !sums.is_empty() {
+                    recs.extend(t.apply_digests(self.v.id, *first, sums));
+                }
+            }
+        }
         let r =
-            self.shard.commit(self.v.resource, &[rec], self.v.sync).await.map_err(Failure::Storage);
+            self.shard.commit(self.v.resource, &recs, self.v.sync).await.map_err(Failure::Storage);
         self.rt.changed.notify_waiters();
         r
     }
 
-    /// After a failed transfer: bytes it wrote past the allocation's size are zeroed again.
-    fn scrub_tail(&self) {
-        let size = self.shard.table.borrow().get(self.v.id).map_or(self.v.size, |a| a.size);
-        let from = self.off.max(size);
-        if self.end > from {
-            if let Err(e) = self.shard.stores[self.v.resource as usize]
-                .zero(self.v.base + from, self.end - from)
-            {
-                tracing::error!(shard = self.shard.idx, cause = %e, "could not zero an aborted write");
+    /// After a failed transfer: bytes written past the allocation's size are zeroed again,
+    /// then every block rewritten below the size has its CRC (and digest) recomputed from disk
+    /// and committed.
+    async fn settle(&self, written: &[Range<u64>]) {
+        if written.is_empty() {
+            return;
+        }
+        let (shard, v) = (&self.shard, &self.v);
+        let cb = v.checksum_block;
+        let size = shard.table.borrow().get(v.id).map_or(v.size, |a| a.size);
+        let top_block = written.iter().map(|r| r.end).max().unwrap_or(0);
+        let top = top_block.saturating_mul(cb).min(v.extent_bytes);
+        let store = &shard.stores[v.resource as usize];
+        if top > size {
+            if let Err(e) = store.zero(v.base + size, top - size) {
+                tracing::error!(shard = shard.idx, cause = %e, "could not zero an aborted write");
             }
         }
+        let below = size.div_ceil(cb);
+        let mut recs = Vec::new();
+        for r in written {
+            let (b0, b1) = (r.start, r.end.min(below));
+            if b1 <= b0 {
+                continue;
+            }
+            let end = (b1 * cb).min(v.extent_bytes);
+            for c in chunks(b0 * cb, end, cb, shard.cfg.buffer_bytes, v.extent_bytes) {
+                let buf = ibp_io::buf::acquire().await;
+                let (res, buf) = store.read(buf, v.base + c.alloc_off, c.disk_len).await;
+                if let Err(e) = res {
+                    tracing::error!(shard = shard.idx, cause = %e, "could not re-read an aborted write");
+                    continue;
+                }
+                let mut t = shard.table.borrow_mut();
+                recs.extend(t.apply_data(
+                    v.id,
+                    0,
+                    c.first_block,
+                    &chunk_crcs(buf.as_slice(), &c, cb),
+                ));
+                if let Some(k) = v.digest {
+                    let sums = chunk_sums(buf.as_slice(), &c, cb, k);
+                    recs.extend(t.apply_digests(v.id, c.first_block, &sums));
+                }
+            }
+        }
+        if let Err(e) = shard.commit(v.resource, &recs, v.sync).await {
+            tracing::error!(shard = shard.idx, cause = %e, "could not record an aborted write");
+        }
+    }
+}
+
+/// Merged block ranges already written by earlier spans of one command.
+#[derive(Default)]
+struct Touched(BTreeMap<u64, u64>);
+
+impl Touched {
+    /// Whether `r` meets a range already present; then adds it.
+    fn meets_then_add(&mut self, r: Range<u64>) -> bool {
+        let overlapping: Vec<(u64, u64)> = self
+            .0
+            .range(..r.end)
+            .rev()
+            .take_while(|(_, &end)| end > r.start)
+            .map(|(&s, &e)| (s, e))
+            .collect();
+        let meets = !overlapping.is_empty();
+        let (mut lo, mut hi) = (r.start, r.end);
+        for (s, e) in overlapping {
+            self.0.remove(&s);
+            lo = lo.min(s);
+            hi = hi.max(e);
+        }
+        self.0.insert(lo, hi);
+        meets
     }
 }
 
@@ -235,11 +439,12 @@ async fn wait_write(inflight: &mut VecDeque<Pending>) -> Result<(), Failure> {
 }
 
 /// Fills the parts of the chunk's first and last block that the transfer does not cover:
-/// from disk where the allocation has data, zeros elsewhere.
+/// from disk where the allocation has data (below `data_end`), zeros elsewhere.
 async fn prefill_edges(
     shard: &Shard,
     v: &View,
     c: &Chunk,
+    data_end: u64,
     mut buf: FixedBuf,
 ) -> io::Result<FixedBuf> {
     let cb = v.checksum_block as usize;
@@ -256,7 +461,7 @@ async fn prefill_edges(
         let disk_end = ((i + 1) * cb).min(c.disk_len);
         let block_off = c.alloc_off + start as u64;
         buf.as_full_mut()[start..(i + 1) * cb].fill(0);
-        if block_off < v.size && disk_end > start {
+        if block_off < data_end && disk_end > start {
             let slice = Slice::new(buf, start, disk_end - start);
             let (r, s) = shard.stores[v.resource as usize]
                 .read(slice, v.base + block_off, disk_end - start)
@@ -266,4 +471,22 @@ async fn prefill_edges(
         }
     }
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Touched;
+
+    #[test]
+    fn touched_ranges_merge_and_report_overlap() {
+        let mut t = Touched::default();
+        assert!(!t.meets_then_add(5..7));
+        assert!(!t.meets_then_add(0..2));
+        assert!(!t.meets_then_add(7..9), "adjacent ranges share no block");
+        assert!(t.meets_then_add(6..8));
+        assert!(t.meets_then_add(1..2));
+        assert!(!t.meets_then_add(2..5));
+        assert!(t.meets_then_add(0..100));
+        assert_eq!(t.0.len(), 1);
+    }
 }
