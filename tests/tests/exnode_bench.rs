@@ -197,6 +197,7 @@ fn exnode_throughput_vs_raw_tcp() {
                     streams,
                     unit_bytes: 16 * MIB,
                     resume: false,
+                    prefer: vec![],
                     config: config.clone(),
                 };
                 let start = Instant::now();

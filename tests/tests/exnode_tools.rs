@@ -103,7 +103,13 @@ fn down(
     out: &Path,
 ) -> Result<ibp_client::exnode::tools::download::DownloadReport, ibp_client::exnode::tools::ToolError>
 {
-    let opts = DownloadOptions { streams: 4, unit_bytes: BLOCK, resume: false, config: config() };
+    let opts = DownloadOptions {
+        streams: 4,
+        unit_bytes: BLOCK,
+        resume: false,
+        prefer: vec![],
+        config: config(),
+    };
     download(x, out, &opts, &|_| {})
 }
 
@@ -245,6 +251,46 @@ fn rotten_block_on_one_depot_is_read_from_another() {
     assert_eq!(std::fs::read(&out).expect("read"), data);
     assert_eq!(report.failovers.len(), 1, "{:?}", report.failovers);
     assert!(!report.failovers[0].bad_checksum, "the depot itself refused the rotten block");
+}
+
+/// A depot that stops answering (SIGSTOP: it still accepts connections, then says nothing)
+/// costs at most one timeout per stream: after its first failure it is tried last, even
+/// though it is the preferred depot.
+#[test]
+fn stalled_depot_costs_one_timeout_per_stream_not_per_block() {
+    let s = Scratch::new("stall");
+    let ds = depots(2);
+    let src = s.path("src.bin");
+    let data = write_file(&src, 16 * BLOCK as usize, 6);
+    let x = up(&src, &ds.iter().collect::<Vec<_>>(), 2);
+    let pid = libc::pid_t::try_from(ds[0].pid().expect("running")).expect("pid fits");
+    // SAFETY: kill(2) with SIGSTOP/SIGCONT on the pid of a depot this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let quick = Config {
+        connect_timeout: Duration::from_secs(1),
+        io_timeout: Duration::from_secs(1),
+        op_timeout: Duration::from_secs(2),
+        ..Config::default()
+    };
+    let opts = DownloadOptions {
+        streams: 4,
+        unit_bytes: BLOCK,
+        resume: false,
+        prefer: vec![addr(&ds[0])],
+        config: quick,
+    };
+    let out = s.path("out.bin");
+    let start = std::time::Instant::now();
+    let result = download(&x, &out, &opts, &|_| {});
+    let took = start.elapsed();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    let report = result.expect("download around the stalled depot");
+    assert_eq!(std::fs::read(&out).expect("read"), data);
+    let stalled: Vec<_> = report.failovers.iter().filter(|f| f.depot == addr(&ds[0])).collect();
+    // The stalled depot is preferred, so every stream meets it once, then avoids it.
+    assert!((1..=4).contains(&stalled.len()), "{} timeouts for 4 streams", stalled.len());
+    assert!(took < Duration::from_secs(12), "took {took:?}");
 }
 
 #[test]

@@ -119,6 +119,9 @@ struct DownloadArgs {
     /// Keep the verified blocks of an existing partial FILE.
     #[arg(long)]
     resume: bool,
+    /// Depots to read from first, in order (`host:port,...`).
+    #[arg(long)]
+    prefer: Option<String>,
     /// Largest piece fetched at once.
     #[arg(long, default_value = "4MiB")]
     unit: String,
@@ -377,12 +380,16 @@ fn cmd_upload(a: &UploadArgs, json: bool, config: &Config) -> Result<(), ToolErr
 }
 
 fn cmd_download(a: &DownloadArgs, json: bool, config: &Config) -> Result<(), ToolError> {
-    let DownloadArgs { xnd, file, streams, resume, unit } = a;
+    let DownloadArgs { xnd, file, streams, resume, prefer, unit } = a;
     let x = load_exnode(xnd)?;
     let opts = DownloadOptions {
         streams: *streams,
         unit_bytes: size_arg(unit, "unit")?,
         resume: *resume,
+        prefer: match prefer {
+            Some(list) => parse_depot_list(list)?,
+            None => Vec::new(),
+        },
         config: config.clone(),
     };
     let pb = bar(x.size(), json);

@@ -6,12 +6,12 @@
 //! With `resume`, units already present and verified in the output file are kept.
 
 use super::common::{
-    fetch_verified, fmt_ranges, plan_units, probe_latency, run_parallel, Endpoints, FetchError,
-    ToolError, ToolErrorKind, Unit,
+    cap_addr, fetch_verified, fmt_ranges, plan_units, probe_latency, run_parallel, Endpoints,
+    FetchError, ToolError, ToolErrorKind, Unit,
 };
 use crate::config::Config;
 use crate::exnode::model::{DepotAddr, ExNode, Mapping};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
@@ -28,6 +28,9 @@ pub struct DownloadOptions {
     pub unit_bytes: u64,
     /// Keep verified units of an existing output file.
     pub resume: bool,
+    /// Depots to read from first, in this order (a nearby depot, a fast link); the others
+    /// follow by measured latency.
+    pub prefer: Vec<DepotAddr>,
     /// Client timeouts; `io_timeout` decides when a replica counts as too slow.
     pub config: Config,
 }
@@ -73,6 +76,7 @@ pub fn download(
     let dead: Vec<DepotAddr> =
         latency.iter().filter(|(_, l)| l.is_none()).map(|(a, _)| a.clone()).collect();
     let units = plan_units(x, opts.unit_bytes.max(1));
+    let suspects = Suspects::default();
     let state = Mutex::new(DownloadReport { dead_depots: dead, ..DownloadReport::default() });
     let missing: Mutex<Vec<Range<u64>>> = Mutex::new(Vec::new());
     let fatal: Mutex<Option<ToolError>> = Mutex::new(None);
@@ -85,7 +89,7 @@ pub fn download(
             progress(unit.range.end - unit.range.start);
             return;
         }
-        let (data, fails) = fetch_unit(x, unit, &endpoints, &latency);
+        let (data, fails) = fetch_unit(x, unit, &endpoints, &latency, &suspects, &opts.prefer);
         if let Ok(mut s) = state.lock() {
             s.failovers.extend(fails);
         }
@@ -148,19 +152,45 @@ fn open_output(out: &Path, size: u64, resume: bool) -> Result<File, ToolError> {
     Ok(file)
 }
 
-/// Candidates ordered: reachable depots by connect latency, unreachable ones last (a probe
-/// can be wrong; they are still tried when nothing else works).
+/// What the workers learn about depots while they run: a depot that failed a load (dead,
+/// timed out, refused) is tried last from then on, so one stalled depot costs at most one
+/// timeout per stream instead of one per unit. Bad checksums do not count: they condemn a
+/// replica, not its depot.
+#[derive(Debug, Default)]
+struct Suspects(Mutex<BTreeSet<DepotAddr>>);
+
+impl Suspects {
+    fn add(&self, addr: DepotAddr) {
+        if let Ok(mut s) = self.0.lock() {
+            s.insert(addr);
+        }
+    }
+
+    fn contains(&self, addr: &DepotAddr) -> bool {
+        self.0.lock().map(|s| s.contains(addr)).unwrap_or(false)
+    }
+}
+
+/// Candidates ordered: depots that answered the probe and have not failed (preferred ones
+/// first, then by connect latency); then those that failed a load; then unreachable ones (a
+/// probe can be wrong; they are still tried when nothing else works).
 fn ordered<'a>(
     x: &'a ExNode,
     unit: &Unit,
     latency: &BTreeMap<DepotAddr, Option<Duration>>,
+    suspects: &Suspects,
+    prefer: &[DepotAddr],
 ) -> Vec<&'a Mapping> {
     let mut c: Vec<&Mapping> = unit.candidates.iter().filter_map(|&id| x.get(id)).collect();
-    c.sort_by_key(|m| {
-        let addr = m.read.as_ref().map(super::common::cap_addr);
-        match addr.and_then(|a| latency.get(&a).copied().flatten()) {
-            Some(d) => (0, d),
-            None => (1, Duration::ZERO),
+    c.sort_by_cached_key(|m| {
+        let rank = prefer.iter().position(|p| m.is_on(p)).unwrap_or(usize::MAX);
+        let Some(addr) = m.read.as_ref().map(cap_addr) else {
+            return (3, rank, Duration::ZERO);
+        };
+        match latency.get(&addr).copied().flatten() {
+            Some(d) if !suspects.contains(&addr) => (0, rank, d),
+            Some(d) => (1, rank, d),
+            None => (2, rank, Duration::ZERO),
         }
     });
     c
@@ -171,19 +201,27 @@ fn fetch_unit(
     unit: &Unit,
     endpoints: &Endpoints,
     latency: &BTreeMap<DepotAddr, Option<Duration>>,
+    suspects: &Suspects,
+    prefer: &[DepotAddr],
 ) -> (Option<Vec<u8>>, Vec<Failover>) {
     let mut fails = Vec::new();
-    for m in ordered(x, unit, latency) {
+    for m in ordered(x, unit, latency, suspects, prefer) {
         let Some(cap) = m.read.as_ref() else { continue };
         let Some(depot) = endpoints.get(cap) else { continue };
         match fetch_verified(m, &unit.range, depot) {
             Ok(data) => return (Some(data), fails),
-            Err(e) => fails.push(Failover {
-                range: unit.range.clone(),
-                depot: m.depot_addr().unwrap_or_else(|| super::common::cap_addr(cap)),
-                why: e.to_string(),
-                bad_checksum: matches!(e, FetchError::Checksum { .. }),
-            }),
+            Err(e) => {
+                let bad_checksum = matches!(e, FetchError::Checksum { .. });
+                if !bad_checksum {
+                    suspects.add(cap_addr(cap));
+                }
+                fails.push(Failover {
+                    range: unit.range.clone(),
+                    depot: m.depot_addr().unwrap_or_else(|| cap_addr(cap)),
+                    why: e.to_string(),
+                    bad_checksum,
+                });
+            }
         }
     }
     (None, fails)
