@@ -421,7 +421,8 @@ impl Table {
     /// table (which means the journal is damaged in a way its CRCs did not catch).
     pub fn replay(&mut self, rec: Record) -> Result<(), &'static str> {
         match rec {
-            Record::Header { .. } => Ok(()),
+            // Images are applied by the shard after replay (they need disk I/O).
+            Record::Header { .. } | Record::Image { .. } => Ok(()),
             Record::Put(a) => {
                 if let Some(old) = self.unlink(a.id) {
                     self.regions[old.resource as usize].extents.free(old.extent);
