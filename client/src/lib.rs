@@ -28,6 +28,7 @@ pub mod conn;
 pub mod copy;
 pub mod depot;
 pub mod error;
+pub mod exnode;
 pub mod handle;
 pub mod parallel;
 pub mod proto;
