@@ -1,20 +1,21 @@
 //! Augment: bring every range of the file up to `copies` live replicas by adding new ones on
 //! depots that do not hold that range yet.
 //!
-//! **Fallback data path.** LoRS augments by depot-to-depot IBP_copy (SEND). The client
-//! library on main has no copy call yet, so this moves each block *through the caller*:
-//! load from the fastest live, verified replica, then allocate and store on the new depot.
-//! The bytes are checked against the end-to-end digests on the way, so a corrupt source is
-//! never replicated. When the library gains `copy`, `add_replica` switches to SEND and the
-//! caller stops carrying data (tracked in client/README-exnode.md).
+//! **Data path.** As LoRS does, each new replica is made by depot-to-depot IBP_copy (SEND):
+//! the new allocation is made on the target depot and the source depot sends the bytes to it
+//! directly, so the data never passes through the caller. The source depot verifies its own
+//! CRC32 per block before sending (a corrupt block fails the SEND, never travels), and a
+//! failed SEND is retried from the next live replica; the new mapping carries the source's
+//! end-to-end digests, since the bytes are the same.
 
 use super::common::{
-    cap_addr, fetch_verified, now_s, plan_units, probe_latency, run_parallel, Endpoints,
-    SharedEndpoints, ToolError, ToolErrorKind,
+    cap_addr, now_s, plan_units, probe_latency, run_parallel, Endpoints, SharedEndpoints,
+    ToolError, ToolErrorKind,
 };
 use crate::config::Config;
 use crate::exnode::model::{DepotAddr, ExNode, Mapping};
 use crate::proto::request::Reliability;
+use crate::proto::CapKind;
 use std::collections::BTreeSet;
 use std::ops::Range;
 use std::sync::Mutex;
@@ -85,23 +86,20 @@ pub fn augment(
         let mut have = live.len();
         let mut new = Vec::new();
         if have < opts.copies && !live.is_empty() {
-            let data = live.iter().find_map(|m| {
-                let depot = endpoints.get(m.read.as_ref()?)?;
-                fetch_verified(m, &unit.range, depot).ok().map(|d| (d, *m))
-            });
-            if let Some((data, source)) = data {
-                // Rotate the start by unit so new replicas spread over the targets.
-                let n = opts.depots.len();
-                let rotated = (0..n).map(|k| &opts.depots[(i + k) % n]);
-                for target in rotated.filter(|d| !holding.contains(d) && alive(d)) {
-                    if have >= opts.copies {
-                        break;
-                    }
-                    if let Ok(m) = add_replica(&data, &unit.range, source, target, &shards, opts) {
-                        progress(data.len() as u64);
-                        new.push(m);
-                        have += 1;
-                    }
+            // Rotate the start by unit so new replicas spread over the targets.
+            let n = opts.depots.len();
+            let rotated = (0..n).map(|k| &opts.depots[(i + k) % n]);
+            for target in rotated.filter(|d| !holding.contains(d) && alive(d)) {
+                if have >= opts.copies {
+                    break;
+                }
+                let made = live.iter().find_map(|source| {
+                    add_replica(&unit.range, source, target, &endpoints, &shards, opts).ok()
+                });
+                if let Some(m) = made {
+                    progress(m.logical_length);
+                    new.push(m);
+                    have += 1;
                 }
             }
         }
@@ -134,20 +132,32 @@ fn answers_probe(m: &Mapping, endpoints: &Endpoints, alive: &dyn Fn(&DepotAddr) 
     endpoints.get(cap).is_some_and(|d| d.handle(cap).probe().is_ok())
 }
 
-/// Stores `data` (logical `range`, verified against `source`'s digests) as a new
-/// allocation on `target`. Fallback path: through the caller (see the module note).
+/// Makes a new allocation on `target` and has `source`'s depot SEND the bytes of `range`
+/// into it. A failed copy frees the new allocation again.
 fn add_replica(
-    data: &[u8],
     range: &Range<u64>,
     source: &Mapping,
     target: &DepotAddr,
+    endpoints: &Endpoints,
     shards: &SharedEndpoints,
     opts: &AugmentOptions,
 ) -> crate::Result<Mapping> {
-    let len = data.len() as u64;
+    let len = range.end - range.start;
+    let no_source =
+        || crate::Error::Protocol("the source mapping has no reachable read capability".into());
+    let read = source.read.as_ref().ok_or_else(no_source)?;
+    let src_depot = endpoints.get(read).ok_or_else(no_source)?;
+    let src_off = source.alloc_offset + (range.start - source.logical_offset);
     let caps =
         shards.for_addr(target).allocate(len.max(1), opts.duration_s, Reliability::Hard, None)?;
-    shards.for_cap(&caps.write).handle(&caps.write).store(data)?;
+    let sent = src_depot.handle(read).send(&caps.write, src_off, len);
+    if !matches!(sent, Ok(n) if n == len) {
+        // Best effort: the allocation would otherwise hold a partial copy until its lease ends.
+        let _ = shards.for_cap(&caps.manage).handle(&caps.manage).decr(CapKind::Read);
+        return Err(sent
+            .err()
+            .unwrap_or(crate::Error::Protocol("short depot-to-depot copy".into())));
+    }
     let mut m = Mapping::new(range.start, len);
     m.e2e_blocksize = source.e2e_blocksize;
     m.checksum = (range.start == source.logical_offset && len == source.logical_length)
