@@ -34,10 +34,30 @@ pub const DEFAULT_JOURNAL_BYTES: u64 = 64 << 20;
 /// Where a resource keeps its bytes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResourceKind {
-    /// A directory (one preallocated O_DIRECT file per shard) or a block device.
+    /// A directory: one preallocated O_DIRECT file per shard.
     Disk(PathBuf),
+    /// A block device used whole (O_DIRECT): shard i owns the i-th slice of it.
+    Device(PathBuf),
     /// Anonymous memory: staging at memory speed; lost on restart.
     Ram,
+}
+
+impl ResourceKind {
+    /// Whether allocations on it survive a restart (disk and device; not RAM).
+    pub fn is_persistent(&self) -> bool {
+        !matches!(self, ResourceKind::Ram)
+    }
+}
+
+/// Size of a block device in bytes.
+pub fn device_bytes(path: &Path) -> std::io::Result<u64> {
+    use std::io::{Seek, SeekFrom};
+    std::fs::File::open(path)?.seek(SeekFrom::End(0))
+}
+
+fn is_block_device(path: &Path) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path).is_ok_and(|m| m.file_type().is_block_device())
 }
 
 /// One resource (an IBP RID), resolved.
@@ -180,9 +200,9 @@ impl Config {
                 .iter()
                 .find_map(|r| match &r.kind {
                     ResourceKind::Disk(p) => Some(p.clone()),
-                    ResourceKind::Ram => None,
+                    ResourceKind::Device(_) | ResourceKind::Ram => None,
                 })
-                .ok_or("a RAM-only depot needs [depot] meta_dir for its secret and journals")?,
+                .ok_or("a depot without a directory resource needs [depot] meta_dir for its secret and journals")?,
         };
         let buffer_bytes =
             opt_size(&f.depot.buffer_size, "depot.buffer_size")?.unwrap_or(DEFAULT_BUFFER_BYTES);
@@ -229,14 +249,27 @@ fn opt_size(v: &Option<String>, field: &str) -> Result<Option<u64>, String> {
 
 fn resolve_resource(i: usize, r: &ResourceSection, cores: usize) -> Result<ResourceConfig, String> {
     let field = |name: &str| format!("resource[{i}].{name}");
+    let path = || {
+        r.path.clone().ok_or_else(|| format!("{} is required for a disk resource", field("path")))
+    };
     let kind = match r.kind.as_deref().unwrap_or("disk") {
-        "disk" => ResourceKind::Disk(
-            r.path
-                .clone()
-                .ok_or_else(|| format!("{} is required for a disk resource", field("path")))?,
-        ),
+        "disk" | "device" => {
+            let p = path()?;
+            if is_block_device(&p) {
+                ResourceKind::Device(p)
+            } else if r.kind.as_deref() == Some("device") {
+                return Err(format!("{} = {}: not a block device", field("path"), p.display()));
+            } else {
+                ResourceKind::Disk(p)
+            }
+        }
         "ram" => ResourceKind::Ram,
-        other => return Err(format!("{} = {other:?}: use \"disk\" or \"ram\"", field("kind"))),
+        other => {
+            return Err(format!(
+                "{} = {other:?}: use \"disk\", \"device\" or \"ram\"",
+                field("kind")
+            ))
+        }
     };
     let capacity_bytes = match opt_size(&r.capacity, &field("capacity"))? {
         Some(c) => c,
@@ -250,11 +283,24 @@ fn resolve_resource(i: usize, r: &ResourceSection, cores: usize) -> Result<Resou
                 })?;
                 DEFAULT_DISK_CAPACITY_BYTES.min(free / 2)
             }
+            ResourceKind::Device(p) => device_bytes(p).map_err(|e| {
+                format!("{}: cannot size device {}: {e}", field("path"), p.display())
+            })?,
             ResourceKind::Ram => {
                 return Err(format!("{} is required for a RAM resource", field("capacity")))
             }
         },
     };
+    if let ResourceKind::Device(p) = &kind {
+        let have = device_bytes(p).map_err(|e| format!("{}: {e}", field("path")))?;
+        if capacity_bytes > have {
+            return Err(format!(
+                "{} = {capacity_bytes} is larger than device {} ({have} bytes)",
+                field("capacity"),
+                p.display()
+            ));
+        }
+    }
     if capacity_bytes / (cores as u64) < BLOCK_BYTES {
         return Err(format!(
             "{} = {capacity_bytes} is too small for {cores} shards",

@@ -59,6 +59,15 @@ pub fn preflight(cfg: &Config) -> Result<(), String> {
     std::fs::create_dir_all(&cfg.meta_dir)
         .map_err(|e| format!("cannot create meta_dir {}: {e}", cfg.meta_dir.display()))?;
     for (i, r) in cfg.resources.iter().enumerate() {
+        if let ResourceKind::Device(dev) = &r.kind {
+            ibp_io::fs::DmaFile::open(dev, ibp_io::fs::OpenMode::default()).map_err(|e| {
+                format!(
+                    "resource {}: cannot open device {} with O_DIRECT: {e}",
+                    r.rid,
+                    dev.display()
+                )
+            })?;
+        }
         if let ResourceKind::Disk(dir) = &r.kind {
             std::fs::create_dir_all(dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;

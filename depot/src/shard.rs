@@ -103,6 +103,7 @@ impl Shard {
                 ResourceKind::Disk(dir) => {
                     Store::open_disk(&region_path(dir, idx as usize), bytes)?
                 }
+                ResourceKind::Device(dev) => Store::open_device(dev, idx as u64 * bytes, bytes)?,
                 ResourceKind::Ram => Store::open_ram(bytes)?,
             });
         }
@@ -169,7 +170,7 @@ impl Shard {
             }
         }
         for a in t.iter() {
-            if matches!(self.cfg.resources[a.resource as usize].kind, ResourceKind::Disk(_)) {
+            if self.cfg.resources[a.resource as usize].kind.is_persistent() {
                 self.stores[a.resource as usize]
                     .zero(a.base_offset() + a.size, a.extent_bytes() - a.size)?;
             }
@@ -204,6 +205,13 @@ impl Shard {
         self.rts.borrow_mut().entry(id).or_default().clone()
     }
 
+    /// Marks the allocations that transfers are using, so soft revocation passes them by.
+    pub fn pin_busy(&self) {
+        let busy =
+            self.rts.borrow().iter().filter(|(_, rt)| rt.busy()).map(|(id, _)| *id).collect();
+        self.table.borrow_mut().pinned = busy;
+    }
+
     /// Forgets idle runtime state of allocations that are gone.
     fn prune_rts(&self) {
         let t = self.table.borrow();
@@ -219,9 +227,15 @@ impl Shard {
         }
     }
 
-    /// Appends records and waits until they are written (and synced when `hard`).
-    pub async fn commit(&self, recs: &[Record], hard: bool) -> Result<(), String> {
+    /// Appends records about allocations on `resource` and waits until they are written (and
+    /// synced when `hard`). Allocations on RAM resources are volatile by definition (they die
+    /// with the process), so their records are not journaled at all.
+    pub async fn commit(&self, resource: u16, recs: &[Record], hard: bool) -> Result<(), String> {
         if recs.is_empty() {
+            return Ok(());
+        }
+        if !self.cfg.resources[resource as usize].kind.is_persistent() {
+            self.publish();
             return Ok(());
         }
         let seq = self.journal.append(recs, hard);
@@ -232,27 +246,22 @@ impl Shard {
     /// Whether acknowledgements for this allocation must wait for fdatasync.
     pub fn needs_sync(&self, a: &Allocation) -> bool {
         a.durability == Durability::Hard
-            && matches!(self.cfg.resources[a.resource as usize].kind, ResourceKind::Disk(_))
-    }
-
-    /// Whether resource `r` is on disk (hard allocations there need fdatasync).
-    pub fn is_disk(&self, r: u16) -> bool {
-        matches!(self.cfg.resources[r as usize].kind, ResourceKind::Disk(_))
+            && self.cfg.resources[a.resource as usize].kind.is_persistent()
     }
 
     /// Deletes allocation `id` once no transfer holds it; returns false if it was already gone.
     pub async fn delete(&self, id: u64) -> Result<bool, String> {
         let rt = self.rt(id);
         let _all = rt.lock(0..u64::MAX, true).await;
-        let rec = {
+        let (resource, rec) = {
             let mut t = self.table.borrow_mut();
-            if t.get(id).is_none() {
+            let Some(resource) = t.get(id).map(|a| a.resource) else {
                 return Ok(false);
-            }
+            };
             let mut zero = |r: u16, e: Extent| self.zero_extent(r, e);
-            t.remove(id, &mut zero)
+            (resource, t.remove(id, &mut zero))
         };
-        self.commit(&[rec], false).await?;
+        self.commit(resource, &[rec], false).await?;
         Ok(true)
     }
 

@@ -28,7 +28,8 @@ pub struct Store {
 }
 
 enum Backend {
-    Disk(Rc<DmaFile>),
+    /// An O_DIRECT file or block device; the region starts `base` bytes into it.
+    Disk(Rc<DmaFile>, u64),
     Ram(RefCell<memmap2::MmapMut>),
     Faulty(Box<Store>, Rc<FaultPlan>),
 }
@@ -65,7 +66,13 @@ impl Store {
     /// Opens (creating and preallocating when needed) the region file `path` of `len` bytes.
     pub fn open_disk(path: &Path, len: u64) -> io::Result<Store> {
         let file = DmaFile::open(path, OpenMode { create: true, size_bytes: Some(len) })?;
-        Ok(Store::with(Backend::Disk(Rc::new(file)), len))
+        Ok(Store::with(Backend::Disk(Rc::new(file), 0), len))
+    }
+
+    /// Opens `len` bytes of block device `path`, starting `base` bytes in (O_DIRECT).
+    pub fn open_device(path: &Path, base: u64, len: u64) -> io::Result<Store> {
+        let file = DmaFile::open(path, OpenMode { create: false, size_bytes: None })?;
+        Ok(Store::with(Backend::Disk(Rc::new(file), base), len))
     }
 
     /// A RAM region of `len` bytes (zeroed anonymous memory).
@@ -114,8 +121,8 @@ impl Store {
     /// Reads `len` bytes at `off` into the start of `buf` (O_DIRECT alignment applies on disk).
     pub async fn read<B: IoBufMut>(&self, buf: B, off: u64, len: usize) -> (io::Result<()>, B) {
         match &self.backend {
-            Backend::Disk(f) => {
-                let (r, b) = f.read_at(buf, off, len).await;
+            Backend::Disk(f, base) => {
+                let (r, b) = f.read_at(buf, base + off, len).await;
                 let r = r.and_then(|n| {
                     if n == len {
                         Ok(())
@@ -165,8 +172,8 @@ impl Store {
             );
         }
         let (r, b) = match &self.backend {
-            Backend::Disk(f) => {
-                let (r, b) = f.write_at(buf, off, range).await;
+            Backend::Disk(f, base) => {
+                let (r, b) = f.write_at(buf, base + off, range).await;
                 (r.map(|_| ()), b)
             }
             Backend::Ram(map) => {
@@ -205,7 +212,7 @@ impl Store {
         }
         self.dirty.set(false);
         let r = match &self.backend {
-            Backend::Disk(f) => f.fdatasync().await,
+            Backend::Disk(f, _) => f.fdatasync().await,
             Backend::Ram(_) => Ok(()),
             Backend::Faulty(inner, plan) => {
                 if FaultPlan::trip(&plan.fail_sync_after) {
@@ -229,8 +236,9 @@ impl Store {
             return Ok(());
         }
         match &self.backend {
-            Backend::Disk(f) => {
-                let (Ok(o), Ok(l)) = (libc::off_t::try_from(off), libc::off_t::try_from(len))
+            Backend::Disk(f, base) => {
+                let (Ok(o), Ok(l)) =
+                    (libc::off_t::try_from(base + off), libc::off_t::try_from(len))
                 else {
                     return Err(io::Error::other("zero range out of bounds"));
                 };

@@ -133,6 +133,9 @@ pub struct Table {
     alias_index: HashMap<[u8; 16], u64>,
     next_id: u64,
     next_seq: u64,
+    /// Allocations a transfer is using right now; soft revocation skips them. Kept current
+    /// by the shard before each allocation.
+    pub pinned: std::collections::HashSet<u64>,
 }
 
 impl Table {
@@ -148,6 +151,7 @@ impl Table {
             alias_index: HashMap::new(),
             next_id: 1,
             next_seq: 1,
+            pinned: std::collections::HashSet::new(),
         }
     }
 
@@ -255,12 +259,16 @@ impl Table {
             if req.durability == Durability::Soft {
                 return Err(AllocError::NoSpace);
             }
-            let Some(&(_, _, victim)) = self.soft.range((req.resource, 0, 0)..).next() else {
+            // Oldest soft allocation of this resource that no transfer is using (its extent
+            // must not be zeroed and handed out under a transfer in flight).
+            let victim = self
+                .soft
+                .range((req.resource, 0, 0)..(req.resource + 1, 0, 0))
+                .map(|&(_, _, id)| id)
+                .find(|id| !self.pinned.contains(id));
+            let Some(victim) = victim else {
                 return Err(AllocError::NoSpace);
             };
-            if self.allocs[&victim].resource != req.resource {
-                return Err(AllocError::NoSpace);
-            }
             records.push(self.remove(victim, zero));
             revoked.push(victim);
         };

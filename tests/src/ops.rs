@@ -84,6 +84,17 @@ pub fn try_write(raw: &mut Raw, cap: &Cap, offset: u64, data: &[u8]) -> Result<u
     data_command(raw, header.as_bytes(), data, false)
 }
 
+/// WRITE (13) with the data in the same write as the header (before the ack).
+pub fn try_write_pipelined(
+    raw: &mut Raw,
+    cap: &Cap,
+    offset: u64,
+    data: &[u8],
+) -> Result<u64, Fail> {
+    let header = format!("1 13 {} {offset} {} {T}\n", cap.wire(), data.len());
+    data_command(raw, header.as_bytes(), data, true)
+}
+
 pub fn write(raw: &mut Raw, cap: &Cap, offset: u64, data: &[u8]) {
     let n = try_write(raw, cap, offset, data)
         .unwrap_or_else(|e| panic!("WRITE {} bytes at {offset}: {e:?}", data.len()));

@@ -30,6 +30,7 @@ const CASES: &[(&str, Case)] = &[
     ("bad_capabilities", bad_capabilities),
     ("writes_past_max_size", writes_past_max_size),
     ("idle_and_slowloris", idle_and_slowloris),
+    ("slow_but_live_transfers", slow_but_live_transfers),
     ("connection_flood_on_a_shard_port", connection_flood_on_a_shard_port),
     ("connection_flood_on_the_base_port", connection_flood_on_the_base_port),
     ("pipelined_flood", pipelined_flood),
@@ -458,6 +459,52 @@ fn idle_and_slowloris(r: &mut Runner, d: &Depot) {
     }
     let took = took.unwrap_or_else(|e| std::panic::resume_unwind(e));
     println!("slowloris closed after {took:?}");
+}
+
+/// A legitimate slow client is not idle: a 12 MiB STORE and a 12 MiB LOAD paced at about
+/// 3 MB/s each take longer than the 3 s idle timeout and must complete.
+fn slow_but_live_transfers(r: &mut Runner, d: &Depot) {
+    const N: usize = 12 << 20;
+    const CHUNK: usize = 256 * 1024;
+    const PAUSE: Duration = Duration::from_millis(80);
+    r.tried(2);
+    let data = pattern(77, N);
+    let mut raw = conn(d);
+    let up = allocate(&mut raw, N as u64, 600, true);
+    let down = allocate(&mut raw, N as u64, 600, true);
+    store(&mut raw, &down.write, &data);
+    let addr = d.addr();
+    let upload = {
+        let data = data.clone();
+        thread::spawn(move || {
+            let mut raw = Raw::connect(addr);
+            raw.send(format!("1 2 {} {N} 30\n", up.write.wire()).as_bytes());
+            assert_eq!(tokens(&raw.line()), ["1"], "slow STORE ack");
+            let started = Instant::now();
+            for chunk in data.chunks(CHUNK) {
+                raw.send(chunk);
+                thread::sleep(PAUSE);
+            }
+            assert_eq!(tokens(&raw.line()), ["1".to_string(), N.to_string()], "slow STORE done");
+            let took = started.elapsed();
+            assert!(load(&mut raw, &up.read, 0, N as u64) == data, "slow STORE stored other bytes");
+            took
+        })
+    };
+    let mut raw = conn(d);
+    raw.send(format!("1 8 {} 0 {N} 30\n", down.read.wire()).as_bytes());
+    assert_eq!(tokens(&raw.line()), ["1".to_string(), N.to_string()], "slow LOAD header");
+    let started = Instant::now();
+    let mut got = Vec::with_capacity(N);
+    while got.len() < N {
+        got.extend(raw.read_exact(CHUNK.min(N - got.len())));
+        thread::sleep(PAUSE);
+    }
+    let down_took = started.elapsed();
+    assert!(got == data, "slow LOAD returned other bytes");
+    let up_took = upload.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+    assert!(up_took > Duration::from_secs(3) && down_took > Duration::from_secs(3), "transfers were not slower than the idle timeout ({up_took:?}, {down_took:?}): nothing tested");
+    println!("slow transfers: 12 MiB up in {up_took:?}, 12 MiB down in {down_took:?}");
 }
 
 /// Opens `n` connections to `addr` and sorts them into rejected (got `-66` and a close within

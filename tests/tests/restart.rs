@@ -178,7 +178,6 @@ fn short_leases_end_across_restarts() {
 /// Restarting right after `kill -9` should not depend on how fast the kernel tears down the
 /// dead process's io_uring (which holds its listening sockets for a while).
 #[test]
-#[ignore = "depot bug: a restart right after kill -9 fails to bind (Address already in use) until the dead process's sockets are released"]
 fn restart_right_after_kill9_binds_at_once() {
     let mut d = Depot::start(DepotOpts::default());
     for i in 0..d.opts.cores {

@@ -59,6 +59,7 @@ pub async fn run(ctx: &mut Ctx<'_>, req: Allocate) -> (Next, bool) {
     };
     let now = shard.clock.now_unix_s();
     shard.sync_policies();
+    shard.pin_busy();
     let granted = {
         let mut t = shard.table.borrow_mut();
         let mut fill = |b: &mut [u8]| shard.fill_random(b);
@@ -87,11 +88,8 @@ pub async fn run(ctx: &mut Ctx<'_>, req: Allocate) -> (Next, bool) {
         );
     }
     let sync = durability == Durability::Hard
-        && matches!(
-            shard.cfg.resources[resource as usize].kind,
-            crate::config::ResourceKind::Disk(_)
-        );
-    if let Err(e) = shard.commit(&g.records, sync).await {
+        && shard.cfg.resources[resource as usize].kind.is_persistent();
+    if let Err(e) = shard.commit(resource, &g.records, sync).await {
         tracing::error!(shard = shard.idx, cause = %e, "allocation not made durable");
         return reply_error(ctx.conn, ErrorCode::FileWrite, Next::Close).await;
     }

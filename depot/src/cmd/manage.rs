@@ -10,7 +10,7 @@ use ibp_client::proto::reply::{self, ProbeReply};
 use ibp_client::proto::request::{Manage, ManageOp};
 use ibp_client::proto::{ErrorCode, KeyRef};
 
-use super::{lookup, reply_error, reply_ok, Ctx, Next};
+use super::{lookup, reply_error, reply_ok, Ctx, Next, View};
 use crate::allocation::Durability;
 use crate::keys::KeyKind;
 use crate::shard::Shard;
@@ -74,9 +74,9 @@ fn code_of(e: AllocError) -> ErrorCode {
     }
 }
 
-async fn apply(shard: &Shard, id: u64, m: MetaChange, sync: bool) -> Result<(), ErrorCode> {
-    let rec = shard.table.borrow_mut().set_meta(id, m).map_err(code_of)?;
-    shard.commit(&[rec], sync).await.map_err(|_| ErrorCode::FileWrite)
+async fn apply(shard: &Shard, v: &View, m: MetaChange, sync: bool) -> Result<(), ErrorCode> {
+    let rec = shard.table.borrow_mut().set_meta(v.id, m).map_err(code_of)?;
+    shard.commit(v.resource, &[rec], sync).await.map_err(|_| ErrorCode::FileWrite)
 }
 
 async fn refs(shard: &Shard, key: &KeyRef, captype: i32, delta: i32) -> Result<(), ErrorCode> {
@@ -95,7 +95,7 @@ async fn refs(shard: &Shard, key: &KeyRef, captype: i32, delta: i32) -> Result<(
     if m.read_refs == 0 && m.write_refs == 0 {
         return shard.delete(v.id).await.map(|_| ()).map_err(|_| ErrorCode::FileWrite);
     }
-    apply(shard, v.id, m, v.sync).await
+    apply(shard, &v, m, v.sync).await
 }
 
 async fn change(
@@ -121,7 +121,7 @@ async fn change(
         r => m.durability = Durability::from_wire(i64::from(r)).ok_or(ErrorCode::BadFormat)?,
     }
     let sync = v.sync || m.durability == Durability::Hard;
-    apply(shard, v.id, m, sync).await
+    apply(shard, &v, m, sync).await
 }
 
 async fn truncate(shard: &Shard, key: &KeyRef, max_size: i64) -> Result<(), ErrorCode> {
@@ -167,5 +167,5 @@ async fn truncate(shard: &Shard, key: &KeyRef, max_size: i64) -> Result<(), Erro
         m2.max_size = new_max;
         recs.push(shard.table.borrow_mut().set_meta(v.id, m2).map_err(code_of)?);
     }
-    shard.commit(&recs, v.sync).await.map_err(|_| ErrorCode::FileWrite)
+    shard.commit(v.resource, &recs, v.sync).await.map_err(|_| ErrorCode::FileWrite)
 }

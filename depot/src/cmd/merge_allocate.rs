@@ -56,7 +56,7 @@ pub async fn run(ctx: &mut Ctx<'_>, req: MergeAllocate) -> (Next, bool) {
             return reply_error(ctx.conn, code, Next::Continue).await;
         }
     };
-    if shard.commit(&recs, m.sync || c.sync).await.is_err() {
+    if shard.commit(m.resource, &recs, m.sync || c.sync).await.is_err() {
         return reply_error(ctx.conn, ErrorCode::FileWrite, Next::Close).await;
     }
     let mut out = Vec::with_capacity(4);

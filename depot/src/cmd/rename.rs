@@ -24,7 +24,7 @@ pub async fn run(ctx: &mut Ctx<'_>, req: Rename) -> (Next, bool) {
     let Some((keys, rec)) = made else {
         return reply_error(ctx.conn, ErrorCode::CapNotFound, Next::Continue).await;
     };
-    if shard.commit(&[rec], v.sync).await.is_err() {
+    if shard.commit(v.resource, &[rec], v.sync).await.is_err() {
         return reply_error(ctx.conn, ErrorCode::FileWrite, Next::Close).await;
     }
     match caps_line(ctx, v.resource, &keys, ALIAS_TYPEKEY) {

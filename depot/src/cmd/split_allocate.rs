@@ -77,8 +77,10 @@ pub async fn run(ctx: &mut Ctx<'_>, req: SplitAllocate) -> (Next, bool) {
             return reply_error(ctx.conn, code, Next::Continue).await;
         }
     };
-    let sync = v.sync || (durability == Durability::Hard && shard.is_disk(v.resource));
-    if shard.commit(&g.records, sync).await.is_err() {
+    let sync = v.sync
+        || (durability == Durability::Hard
+            && shard.cfg.resources[v.resource as usize].kind.is_persistent());
+    if shard.commit(v.resource, &g.records, sync).await.is_err() {
         return reply_error(ctx.conn, ErrorCode::FileWrite, Next::Close).await;
     }
     match caps_line(ctx, v.resource, &g.keys, &g.id.to_string()) {

@@ -140,7 +140,7 @@ pub fn usage(shard: &Shard, r: usize) -> Usage {
 
 fn inq_body(shard: &Shard, r: usize, u: &Usage) -> InqBody {
     let rt = match shard.cfg.resources[r].kind {
-        ResourceKind::Disk(_) => 1,
+        ResourceKind::Disk(_) | ResourceKind::Device(_) => 1,
         ResourceKind::Ram => 2,
     };
     let as_i = |b: u64| b as i64;
@@ -176,6 +176,7 @@ fn version_text(shard: &Shard) -> String {
             r.rid,
             match r.kind {
                 ResourceKind::Disk(_) => "disk",
+                ResourceKind::Device(_) => "device",
                 ResourceKind::Ram => "ram",
             },
             u.capacity,

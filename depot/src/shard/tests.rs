@@ -77,7 +77,7 @@ async fn allocate(shard: &Shard, d: Durability, size: u64, duration_s: i64) -> (
         )
         .expect("fits")
     };
-    shard.commit(&g.records, d == Durability::Hard).await.expect("committed");
+    shard.commit(0, &g.records, d == Durability::Hard).await.expect("committed");
     (g.id, g.keys[0].clone())
 }
 
@@ -128,7 +128,7 @@ fn journal_stays_bounded_and_recovers_after_compaction() {
             let (id, key) = allocate(&shard, Durability::Soft, 64 * 1024, 3600).await;
             let rec =
                 shard.table.borrow_mut().apply_data(id, 1000, 0, &[i as u32; 1]).expect("live");
-            shard.commit(&[rec], false).await.expect("committed");
+            shard.commit(0, &[rec], false).await.expect("committed");
             if i % 500 == 0 {
                 kept.push((id, key));
             } else {
@@ -178,14 +178,14 @@ fn a_failed_sync_latches_and_nothing_is_acknowledged_after_it() {
         r.expect("write before the fault");
         plan.fail_sync_after.set(1);
         let rec = shard.table.borrow_mut().apply_data(id, 4096, 0, &[0]).expect("live");
-        assert!(shard.commit(&[rec], true).await.is_err(), "no ack after a failed sync");
+        assert!(shard.commit(0, &[rec], true).await.is_err(), "no ack after a failed sync");
         assert!(shard.stores[0].latched().is_some(), "the store latched");
         let buf = ibp_io::buf::acquire().await;
         let (r, _) = shard.stores[0].write(buf, 0, 0..0).await;
         assert!(r.is_err(), "writes refused after the latch");
         let rec = shard.table.borrow_mut().apply_data(id, 4096, 0, &[0]).expect("live");
         assert!(
-            shard.commit(&[rec], false).await.is_err(),
+            shard.commit(0, &[rec], false).await.is_err(),
             "the journal acknowledges nothing more"
         );
         let mut out = ibp_io::buf::acquire().await;

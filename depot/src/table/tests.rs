@@ -141,6 +141,32 @@ fn hard_revokes_soft_oldest_first() {
 }
 
 #[test]
+fn revocation_skips_allocations_in_use() {
+    let mut t = table(64 * 4096);
+    let mut fill = counter_fill();
+    let s = secret();
+    let mut z = |_: u16, _: Extent| {};
+    let old = t
+        .allocate(req(Durability::Soft, 32 * 4096, 100), &s, 0, &mut fill, &mut z)
+        .expect("soft 1");
+    let young = t
+        .allocate(req(Durability::Soft, 32 * 4096, 100), &s, 0, &mut fill, &mut z)
+        .expect("soft 2");
+    t.pinned.insert(old.id);
+    let g = t
+        .allocate(req(Durability::Hard, 16 * 4096, 100), &s, 0, &mut fill, &mut z)
+        .expect("revokes");
+    assert_eq!(g.revoked, vec![young.id], "the busy older one is passed by");
+    t.pinned.insert(g.id);
+    t.pinned.insert(young.id);
+    assert_eq!(
+        t.allocate(req(Durability::Hard, 48 * 4096, 100), &s, 0, &mut fill, &mut z).err(),
+        Some(AllocError::NoSpace),
+        "only busy soft allocations left"
+    );
+}
+
+#[test]
 fn meta_changes_grow_and_shrink_extents() {
     let mut t = table(64 * 4096);
     let mut fill = counter_fill();

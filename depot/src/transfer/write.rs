@@ -332,7 +332,8 @@ impl WriteTicket {
                 }
             }
         }
-        let r = self.shard.commit(&recs, self.v.sync).await.map_err(Failure::Storage);
+        let r =
+            self.shard.commit(self.v.resource, &recs, self.v.sync).await.map_err(Failure::Storage);
         self.rt.changed.notify_waiters();
         r
     }
@@ -383,7 +384,7 @@ impl WriteTicket {
                 }
             }
         }
-        if let Err(e) = shard.commit(&recs, v.sync).await {
+        if let Err(e) = shard.commit(v.resource, &recs, v.sync).await {
             tracing::error!(shard = shard.idx, cause = %e, "could not record an aborted write");
         }
     }
