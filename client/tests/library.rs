@@ -253,8 +253,10 @@ fn parallel_gives_up_with_a_typed_error() {
         other => panic!("expected StreamFailed, got {other:?}"),
     }
     assert!(started.elapsed() < Duration::from_secs(10));
-    // A refusal (not transient) fails at once, without retries.
+    // A refusal (not transient) fails at once, without retries. A fresh handle: the pool of
+    // the first one may still hold connections the fake cut while the streams gave up.
     fake.faults.cut_writes.store(0, Ordering::SeqCst);
+    let depot = Depot::parse(&fake.host_port(), quick_config()).expect("address");
     match parallel::upload(&depot, &caps.write, &src, 0, 1, len as u64, &cfg, &|_| {}) {
         Err(e) => assert_eq!(e.ibp_code(), Some(ErrorCode::WouldExceedLimit), "{e:?}"),
         Ok(r) => panic!("writing past max size succeeded: {r:?}"),

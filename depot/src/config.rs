@@ -12,7 +12,20 @@ use serde::Deserialize;
 
 use crate::checksum::{DEFAULT_CHECKSUM_BLOCK_BYTES, MAX_CHECKSUM_BLOCK_BYTES};
 use crate::extent::BLOCK_BYTES;
-use crate::units::{parse_duration_s, parse_size};
+use ibp_client::units::{parse_duration, parse_size as parse_size_typed};
+
+/// Config sizes, with the unit parser every tool shares (`ibp_client::units`).
+fn parse_size(s: &str) -> Result<u64, String> {
+    parse_size_typed(s).map_err(|e| e.to_string())
+}
+
+/// Config durations: positive seconds (no "infinite" here: every lease has a maximum).
+fn parse_duration_s(s: &str) -> Result<u64, String> {
+    match parse_duration(s).map_err(|e| e.to_string())? {
+        d if d > 0 => Ok(d as u64),
+        _ => Err(format!("{s:?}: a duration here must be positive")),
+    }
+}
 
 /// Default IBP port (IBP_DATA_PORT).
 pub const DEFAULT_PORT: u16 = 6714;

@@ -1,7 +1,7 @@
 //! The IBP depot: a thread-per-core server of time-limited byte-array allocations.
 //!
 //! # Layout
-//! * `config`, `units` — the TOML file, flags and defaults.
+//! * `config` — the TOML file, flags and defaults (units parsed by `ibp_client::units`).
 //! * `server` — start-up checks, socket binding, one serving loop per core, hand-off of
 //!   connections to the core that owns their allocation.
 //! * `conn` — one connection: line framing, payload reads, replies, close notices.
@@ -43,4 +43,3 @@ pub mod stats;
 pub mod store;
 pub mod table;
 pub mod transfer;
-pub mod units;

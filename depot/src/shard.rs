@@ -66,6 +66,50 @@ pub struct Shard {
     pub ports: Arc<Vec<u16>>,
     /// Maximum duration per resource, shared by all shards so ST_CHANGE applies depot-wide.
     pub shared_max_duration: Arc<Vec<std::sync::atomic::AtomicI64>>,
+    /// Doublewrite images whose in-place write is still in flight (token → record), so a
+    /// compaction in between keeps them.
+    inflight_images: RefCell<HashMap<u64, Record>>,
+    next_image_token: std::cell::Cell<u64>,
+}
+
+/// Images met during replay that no later record resolved: (allocation, block) → bytes.
+#[derive(Default)]
+struct ImageReplay {
+    pending: HashMap<(u64, u64), Vec<u8>>,
+}
+
+impl ImageReplay {
+    /// Tracks which images a later record settles: a Data record for a block means the write
+    /// committed (or a later one did); a Delete, a Put or a truncating Meta drops them.
+    fn observe(&mut self, rec: &Record, table: &Table) {
+        match rec {
+            Record::Image { id, first_block, data } => {
+                let Some(a) = table.get(*id) else { return };
+                let cb = a
+                    .block_bytes(table.regions[a.resource as usize].policy.checksum_block_bytes)
+                    as usize;
+                for (i, block) in data.chunks(cb).enumerate() {
+                    self.pending.insert((*id, first_block + i as u64), block.to_vec());
+                }
+            }
+            Record::Data { id, first_block, crcs, .. } => {
+                for b in *first_block..first_block + crcs.len() as u64 {
+                    self.pending.remove(&(*id, b));
+                }
+            }
+            Record::Meta { id, crc_len, .. } => {
+                self.pending.retain(|(i, b), _| i != id || b < crc_len)
+            }
+            Record::Delete { id } => self.pending.retain(|(i, _), _| i != id),
+            Record::Put(a) => self.pending.retain(|(i, _), _| *i != a.id),
+            // Digests travel beside a Data record; aliases and rekeys change no bytes.
+            Record::Header { .. }
+            | Record::Digests { .. }
+            | Record::AliasPut(_)
+            | Record::AliasDelete { .. }
+            | Record::Rekey { .. } => {}
+        }
+    }
 }
 
 /// What opening a shard found, for the start-up log.
@@ -108,8 +152,10 @@ impl Shard {
             });
         }
         let mut table = Table::new(idx, regions);
+        let mut images = ImageReplay::default();
         let (journal, jreport) =
             Journal::recover(&cfg.meta_dir, idx, cfg.cores as u16, cfg.journal_bytes, |rec| {
+                images.observe(&rec, &table);
                 table.replay(rec).map_err(str::to_string)
             })?;
         let stats = shared.all_stats[idx as usize].clone();
@@ -128,7 +174,17 @@ impl Shard {
             started: Instant::now(),
             ports: shared.ports.clone(),
             shared_max_duration: shared.max_durations.clone(),
+            inflight_images: RefCell::new(HashMap::new()),
+            next_image_token: std::cell::Cell::new(0),
         };
+        let repaired = shard.apply_images(images)?;
+        if repaired > 0 {
+            tracing::warn!(
+                shard = idx,
+                blocks = repaired,
+                "completed writes torn by a crash from their journal images"
+            );
+        }
         let (reaped, dropped_ram) = shard.recover_space()?;
         shard.publish();
         let report = OpenReport {
@@ -139,6 +195,79 @@ impl Shard {
             took: t0.elapsed(),
         };
         Ok((shard, report))
+    }
+
+    /// Completes in-place writes that a crash may have torn: every image no later record
+    /// settled is written back and its blocks take the image's CRCs (the write's new contents,
+    /// which it was allowed to have). Returns the blocks repaired.
+    fn apply_images(&self, images: ImageReplay) -> io::Result<usize> {
+        let mut pending: Vec<((u64, u64), Vec<u8>)> = images.pending.into_iter().collect();
+        pending.sort_unstable_by_key(|(k, _)| *k);
+        let mut recs = Vec::new();
+        let mut t = self.table.borrow_mut();
+        for ((id, block), mut bytes) in pending {
+            let Some(a) = t.get(id) else { continue };
+            let cb = a.block_bytes(t.regions[a.resource as usize].policy.checksum_block_bytes);
+            let at = block * cb;
+            if at + bytes.len() as u64 > a.extent_bytes() {
+                continue;
+            }
+            // Bytes past the size belong to the unacknowledged part of the write that crashed;
+            // they are zeroed below (recover_space), so the block's CRC must cover zeros there.
+            if a.size < at + bytes.len() as u64 {
+                let keep = a.size.saturating_sub(at) as usize;
+                bytes[keep..].fill(0);
+            }
+            self.stores[a.resource as usize].write_blocking(a.base_offset() + at, &bytes)?;
+            let size = a.size;
+            let kind = a.disk_digests.as_ref().map(|d| d.kind);
+            let crc = crate::checksum::block_crc(&bytes, cb);
+            recs.extend(t.apply_data(id, size, block, &[crc]));
+            if let Some(k) = kind {
+                let sum = k.block(&bytes, cb);
+                recs.extend(t.apply_digests(id, block, sum.as_bytes()));
+            }
+        }
+        drop(t);
+        let n = recs.len();
+        if n > 0 {
+            self.journal.append(&recs, true);
+        }
+        Ok(n)
+    }
+
+    /// Journals the full new contents of blocks about to be rewritten in place, and waits until
+    /// they are written (synced when `sync`). Returns a token for `image_done`.
+    pub async fn image(
+        &self,
+        resource: u16,
+        id: u64,
+        first_block: u64,
+        data: Vec<u8>,
+        sync: bool,
+    ) -> Result<Option<u64>, String> {
+        if !self.cfg.resources[resource as usize].kind.is_persistent() {
+            return Ok(None);
+        }
+        let rec = Record::Image { id, first_block, data };
+        let token = self.next_image_token.get();
+        self.next_image_token.set(token + 1);
+        let seq = self.journal.append(std::slice::from_ref(&rec), sync);
+        self.inflight_images.borrow_mut().insert(token, rec);
+        match self.journal.wait(seq, sync).await {
+            Ok(()) => Ok(Some(token)),
+            Err(e) => {
+                self.image_done(Some(token));
+                Err(e)
+            }
+        }
+    }
+
+    /// The in-place write an image protected has completed (or been abandoned).
+    pub fn image_done(&self, token: Option<u64>) {
+        if let Some(t) = token {
+            self.inflight_images.borrow_mut().remove(&t);
+        }
     }
 
     /// After replay: drop RAM allocations (their bytes died with the process), reap expired
@@ -249,6 +378,16 @@ impl Shard {
             && self.cfg.resources[a.resource as usize].kind.is_persistent()
     }
 
+    /// Whether resource `r` is on disk (hard allocations there need fdatasync).
+    pub fn is_disk(&self, r: u16) -> bool {
+        self.cfg.resources[r as usize].kind.is_persistent()
+    }
+
+    /// The resource of allocation `id` (for journaling records about it, or its aliases).
+    pub fn resource_of(&self, id: u64) -> u16 {
+        self.table.borrow().get(id).map_or(0, |a| a.resource)
+    }
+
     /// Deletes allocation `id` once no transfer holds it; returns false if it was already gone.
     pub async fn delete(&self, id: u64) -> Result<bool, String> {
         let rt = self.rt(id);
@@ -300,7 +439,8 @@ impl Shard {
                 continue;
             }
             let r = if self.journal.wants_compaction() {
-                let snap = self.table.borrow().snapshot();
+                let mut snap = self.table.borrow().snapshot();
+                snap.extend(self.inflight_images.borrow().values().cloned());
                 self.journal.compact(snap, || self.sync_data()).await
             } else {
                 self.journal.commit_batch(|| self.sync_data()).await

@@ -228,6 +228,43 @@ impl Store {
         r
     }
 
+    /// Writes `data` at `off` synchronously (journal replay at start-up, before the ring serves
+    /// anything). `off` and `data.len()` must be 4 KiB aligned.
+    pub fn write_blocking(&self, off: u64, data: &[u8]) -> io::Result<()> {
+        match &self.backend {
+            Backend::Disk(f, base) => {
+                let mut buf = ibp_io::AlignedBuf::new(data.len());
+                buf.set_len(data.len());
+                buf.as_full_mut()[..data.len()].copy_from_slice(data);
+                let mut done = 0usize;
+                while done < data.len() {
+                    // SAFETY: the buffer holds data.len() initialised, 4 KiB-aligned bytes.
+                    let n = unsafe {
+                        libc::pwrite(
+                            f.as_raw_fd(),
+                            buf.as_ptr().add(done).cast(),
+                            data.len() - done,
+                            (base + off + done as u64) as libc::off_t,
+                        )
+                    };
+                    if n <= 0 {
+                        let e = io::Error::last_os_error();
+                        self.set_latch(format!("replay write failed: {e}"));
+                        return Err(e);
+                    }
+                    done += n as usize;
+                }
+                Ok(())
+            }
+            Backend::Ram(map) => {
+                let r = ram_range(off, data.len(), self.len)?;
+                map.borrow_mut()[r].copy_from_slice(data);
+                Ok(())
+            }
+            Backend::Faulty(inner, _) => inner.write_blocking(off, data),
+        }
+    }
+
     /// Zeroes `[off, off + len)` so freed space and the space past an allocation's size read as
     /// zeros (see checksum.rs). Synchronous: on disk it is a metadata operation
     /// (FALLOC_FL_ZERO_RANGE), in RAM a memset.

@@ -276,6 +276,31 @@ impl Table {
             records.push(self.remove(victim, zero));
             revoked.push(victim);
         };
+        let (id, keys) = self.mint(
+            req,
+            req.resource,
+            extent,
+            now.saturating_add(duration),
+            secret,
+            fill,
+            &mut records,
+        );
+        Ok(Granted { id, keys, records, revoked })
+    }
+
+    /// Creates a fresh, empty allocation in `extent` with three new keys, inserts it and
+    /// records its `Put`. Shared by ALLOCATE and SPLIT_ALLOCATE.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn mint(
+        &mut self,
+        req: AllocRequest,
+        resource: u16,
+        extent: Extent,
+        expires_at: i64,
+        secret: &DepotSecret,
+        fill: &mut dyn FnMut(&mut [u8]),
+        records: &mut Vec<Record>,
+    ) -> (u64, [String; 3]) {
         let keys =
             [new_key(self.shard, fill), new_key(self.shard, fill), new_key(self.shard, fill)];
         let digests: [KeyDigest; 3] = [
@@ -286,12 +311,12 @@ impl Table {
         let id = self.next_id;
         let a = Allocation {
             id,
-            resource: req.resource,
+            resource,
             extent,
             max_size: req.size,
             size: 0,
             durability: req.durability,
-            expires_at: now.saturating_add(duration),
+            expires_at,
             created_seq: self.next_seq,
             read_refs: 1,
             write_refs: 0,
@@ -301,7 +326,7 @@ impl Table {
         };
         records.push(Record::Put(Box::new(a.clone())));
         self.insert(a);
-        Ok(Granted { id, keys, records, revoked })
+        (id, keys)
     }
 
     /// Adds an allocation (creation, or replay of a `Put`). Replaces one with the same id.
@@ -425,7 +450,8 @@ impl Table {
     /// table (which means the journal is damaged in a way its CRCs did not catch).
     pub fn replay(&mut self, rec: Record) -> Result<(), &'static str> {
         match rec {
-            Record::Header { .. } => Ok(()),
+            // Images are applied by the shard after replay (they need disk I/O).
+            Record::Header { .. } | Record::Image { .. } => Ok(()),
             Record::Put(a) => {
                 if let Some(old) = self.unlink(a.id) {
                     self.regions[old.resource as usize].extents.free(old.extent);

@@ -1,15 +1,13 @@
 //! The client library against the real `ibp-depot` binary on loopback: every call, errors
 //! with their IBP codes, status, and the parallel engine with verification.
 //!
-//! The depot binary must be built first (`cargo build --workspace --bins`, as `.ci/run`
-//! does); set `IBP_DEPOT_BIN` to use another one. Data lives under /var/tmp (ext4: the depot
-//! refuses tmpfs for O_DIRECT).
+//! Depots come from the shared harness (`ibp_tests::Depot`): the binary must be built first
+//! (`cargo build --workspace --bins`, as `.ci/run` does; `IBP_DEPOT_BIN` overrides it), and
+//! each test gets its own dir under /var/tmp (ext4: the depot refuses tmpfs for O_DIRECT).
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -17,82 +15,16 @@ use ibp_client::parallel::{self, ParallelConfig};
 use ibp_client::proto::request::Reliability;
 use ibp_client::proto::{CapKind, Capability, ErrorCode};
 use ibp_client::{Config, Depot, Error};
+use ibp_tests::{Depot as TestDepot, DepotOpts};
 
-/// Disk capacity of each test depot.
-const TEST_CAPACITY: &str = "256MiB";
-
-/// A depot process on a free loopback port, killed and cleaned up on drop.
-struct DepotProcess {
-    child: Child,
-    addr: String,
-    dir: PathBuf,
+/// A depot as the original private helper started it: two shards, 256 MiB of disk.
+fn start_depot() -> TestDepot {
+    TestDepot::start(DepotOpts::default())
 }
 
-fn depot_binary() -> PathBuf {
-    if let Some(bin) = std::env::var_os("IBP_DEPOT_BIN") {
-        return PathBuf::from(bin);
-    }
-    let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/client_e2e-… → target/<profile>/ibp-depot
-    let bin = exe.parent().and_then(|deps| deps.parent()).map(|p| p.join("ibp-depot"));
-    match bin {
-        Some(bin) if bin.exists() => bin,
-        _ => panic!("ibp-depot binary not found: run `cargo build --workspace --bins` first"),
-    }
-}
-
-impl DepotProcess {
-    fn start(name: &str) -> DepotProcess {
-        DepotProcess::start_with(name, 2, None)
-    }
-
-    /// A depot with `cores` shards and, optionally, a TOML config file.
-    fn start_with(name: &str, cores: u32, config_toml: Option<&str>) -> DepotProcess {
-        let dir =
-            PathBuf::from("/var/tmp").join(format!("ibp-client-e2e-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("data dir");
-        let mut command = Command::new(depot_binary());
-        command.args(["--listen", "127.0.0.1:0", "--cores", &cores.to_string(), "--data"]);
-        command.arg(dir.join("disk"));
-        // Small capacity: the depot preallocates its region, and test machines are shared.
-        let toml = format!(
-            "{}\n[[resource]]\nkind = \"disk\"\npath = \"{}\"\ncapacity = \"{TEST_CAPACITY}\"\n",
-            config_toml.unwrap_or(""),
-            dir.join("disk").display()
-        );
-        let path = dir.join("depot.toml");
-        std::fs::write(&path, toml).expect("config file");
-        command.arg("--config").arg(path);
-        let log = std::fs::File::create(dir.join("depot.log")).expect("log file");
-        let mut child =
-            command.stdout(Stdio::piped()).stderr(log).spawn().expect("start ibp-depot");
-        let stdout = child.stdout.take().expect("stdout");
-        // From here on, Drop kills the process and removes the directory even on panic.
-        let mut proc = DepotProcess { child, addr: String::new(), dir };
-        let mut first = String::new();
-        BufReader::new(stdout).read_line(&mut first).expect("depot prints its address");
-        match first.trim().strip_prefix("listening on ") {
-            Some(addr) => proc.addr = addr.to_owned(),
-            None => {
-                let log = std::fs::read_to_string(proc.dir.join("depot.log")).unwrap_or_default();
-                panic!("depot did not start: {first:?}\n{log}");
-            }
-        }
-        proc
-    }
-
-    fn depot(&self) -> Depot {
-        Depot::parse(&self.addr, config()).expect("address")
-    }
-}
-
-impl Drop for DepotProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+/// A library endpoint for the depot's main port.
+fn endpoint(proc: &TestDepot) -> Depot {
+    Depot::parse(&proc.addr().to_string(), config()).expect("address")
 }
 
 fn config() -> Config {
@@ -110,8 +42,8 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 
 #[test]
 fn calls_round_trip_against_the_depot() {
-    let proc = DepotProcess::start("calls");
-    let depot = proc.depot();
+    let proc = start_depot();
+    let depot = endpoint(&proc);
     let caps = depot.allocate(1 << 20, 3600, Reliability::Hard, None).expect("allocate");
     assert_eq!(
         (caps.read.kind, caps.write.kind, caps.manage.kind),
@@ -158,8 +90,8 @@ fn calls_round_trip_against_the_depot() {
 
 #[test]
 fn status_against_the_depot() {
-    let proc = DepotProcess::start("status");
-    let depot = proc.depot();
+    let proc = start_depot();
+    let depot = endpoint(&proc);
     let res = depot.status_res().expect("res");
     assert!(!res.is_empty());
     let inq = depot.status_inq(Some(&res[0])).expect("inq");
@@ -170,8 +102,8 @@ fn status_against_the_depot() {
 
 #[test]
 fn refusals_are_typed() {
-    let proc = DepotProcess::start("refusals");
-    let depot = proc.depot();
+    let proc = start_depot();
+    let depot = endpoint(&proc);
     let err = depot.allocate(0, 60, Reliability::Soft, None).expect_err("size 0");
     assert!(err.ibp_code().is_some(), "{err:?}");
     let err = depot.allocate(1 << 20, 0, Reliability::Soft, None).expect_err("duration 0");
@@ -186,12 +118,12 @@ fn refusals_are_typed() {
 
 #[test]
 fn parallel_transfer_with_verify() {
-    let proc = DepotProcess::start("parallel");
-    let depot = proc.depot();
+    let proc = start_depot();
+    let depot = endpoint(&proc);
     let len = 24 * 1024 * 1024 + 12_345;
     let caps = depot.allocate(len as u64, 3600, Reliability::Hard, None).expect("allocate");
     let data = pattern(len, 7);
-    let src_path = proc.dir.join("src");
+    let src_path = proc.dir().join("src");
     std::fs::write(&src_path, &data).expect("source file");
     let src = std::fs::File::open(&src_path).expect("open source");
     let cfg =
@@ -205,7 +137,7 @@ fn parallel_transfer_with_verify() {
     assert_eq!(confirmed.load(Ordering::Relaxed), len as u64);
     assert_eq!(up.streams, 4);
 
-    let dst_path = proc.dir.join("dst");
+    let dst_path = proc.dir().join("dst");
     let dst = std::fs::OpenOptions::new()
         .create(true)
         .truncate(true)
@@ -232,10 +164,14 @@ fn parallel_transfer_with_verify() {
 
 #[test]
 fn back_off_from_a_full_depot_is_honoured_and_bounded() {
-    let proc =
-        DepotProcess::start_with("backoff", 1, Some("[depot]\nmax_connections_per_core = 1\n"));
+    let proc = TestDepot::start(DepotOpts {
+        cores: 1,
+        max_connections_per_core: 1,
+        ..DepotOpts::default()
+    });
+    let addr = proc.addr().to_string();
     // Occupy the only connection slot.
-    let mut hog = TcpStream::connect(&proc.addr).expect("connect");
+    let mut hog = TcpStream::connect(proc.addr()).expect("connect");
     hog.write_all(b"1 4 3 30\n").expect("send");
     let mut reply = [0u8; 64];
     let n = hog.read(&mut reply).expect("hog is served");
@@ -246,7 +182,7 @@ fn back_off_from_a_full_depot_is_honoured_and_bounded() {
         max_single_backoff: Duration::from_millis(200),
         ..config()
     };
-    match Depot::parse(&proc.addr, impatient).expect("address").status_res() {
+    match Depot::parse(&addr, impatient).expect("address").status_res() {
         Err(Error::BackoffExhausted { attempts: 2, .. }) => {}
         other => panic!("expected BackoffExhausted, got {other:?}"),
     }
@@ -260,7 +196,98 @@ fn back_off_from_a_full_depot_is_honoured_and_bounded() {
         max_single_backoff: Duration::from_millis(200),
         ..config()
     };
-    let rids = Depot::parse(&proc.addr, patient).expect("address").status_res();
+    let rids = Depot::parse(&addr, patient).expect("address").status_res();
     release.join().expect("release thread");
     assert!(!rids.expect("served once the slot is free").is_empty());
+}
+
+/// Bytes the parallel transfers run under a `kill -9` move.
+const KILL_LEN: u64 = 192 << 20;
+/// The depot is killed once this many bytes were confirmed.
+const KILL_AFTER: u64 = 24 << 20;
+/// A transfer must have failed this soon after the kill (io timeout 5 s, connect 2 s, three
+/// quick reconnects that are refused).
+const FAIL_AFTER_KILL: Duration = Duration::from_secs(12);
+
+/// Runs `transfer` (given the progress callback) while a second thread `kill -9`s the depot
+/// once `KILL_AFTER` bytes were confirmed; returns the transfer's result and how long after
+/// the kill it came back. Panics if the transfer finished before the kill.
+fn kill_under<T: std::fmt::Debug>(
+    proc: &mut TestDepot,
+    transfer: impl FnOnce(&(dyn Fn(u64) + Sync)) -> Result<T, Error>,
+) -> (Error, Duration) {
+    let moved = AtomicU64::new(0);
+    let finished = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let killer = scope.spawn(|| {
+            let started = std::time::Instant::now();
+            // Bounded: the transfer either moves the bytes, finishes, or we give up.
+            while moved.load(Ordering::Relaxed) < KILL_AFTER {
+                if finished.load(Ordering::Relaxed) || started.elapsed() > Duration::from_secs(60) {
+                    return None;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            proc.kill9();
+            Some(std::time::Instant::now())
+        });
+        let result = transfer(&|n| {
+            moved.fetch_add(n, Ordering::Relaxed);
+        });
+        finished.store(true, Ordering::Relaxed);
+        let killed = killer.join().expect("killer thread");
+        let killed = killed.unwrap_or_else(|| panic!("transfer ended before the kill: {result:?}"));
+        (result.expect_err("a transfer through a killed depot fails"), killed.elapsed())
+    })
+}
+
+/// The library's parallel engine, upload and download over 8 streams, with the depot
+/// `kill -9`ed mid-way: `StreamFailed` naming the stream, with a connection error (or a
+/// timeout) as its cause, well within the configured deadlines, and no key in the message.
+#[test]
+fn depot_killed_mid_parallel_transfer() {
+    let opts = DepotOpts { cores: 1, capacity: "512MiB".into(), ..DepotOpts::default() };
+    let cfg =
+        ParallelConfig { streams: 8, chunk_bytes: 1 << 20, depth: 2, ..ParallelConfig::default() };
+    let lib = Config {
+        connect_timeout: Duration::from_secs(2),
+        io_timeout: Duration::from_secs(5),
+        ..config()
+    };
+    let check = |err: &Error, after: Duration, keys: &[&str]| {
+        match err {
+            Error::StreamFailed { source, retries: 3, .. }
+                if matches!(**source, Error::Io(_) | Error::Timeout { .. }) => {}
+            other => panic!("expected StreamFailed from a broken connection, got {other:?}"),
+        }
+        assert!(after < FAIL_AFTER_KILL, "failed only {after:?} after the kill");
+        let msg = err.to_string();
+        assert!(msg.contains("failed at offset"), "{msg}");
+        assert!(keys.iter().all(|k| !msg.contains(k)), "a key leaked: {msg}");
+    };
+
+    let mut proc = TestDepot::start(opts.clone());
+    let src_path = proc.dir().join("src");
+    let src = std::fs::File::create(&src_path).expect("source file");
+    src.set_len(KILL_LEN).expect("a sparse source");
+    let src = std::fs::File::open(&src_path).expect("open the source");
+    let caps = endpoint(&proc).allocate(KILL_LEN, 600, Reliability::Hard, None).expect("allocate");
+    let up_depot = Depot::for_capability(&caps.write, lib.clone());
+    let (err, up_after) = kill_under(&mut proc, |progress| {
+        parallel::upload(&up_depot, &caps.write, &src, 0, 0, KILL_LEN, &cfg, progress)
+    });
+    check(&err, up_after, &[&caps.write.key]);
+    drop(proc);
+
+    let mut proc = TestDepot::start(opts);
+    let caps = endpoint(&proc).allocate(KILL_LEN, 600, Reliability::Hard, None).expect("allocate");
+    let up_depot = Depot::for_capability(&caps.write, lib.clone());
+    parallel::upload(&up_depot, &caps.write, &src, 0, 0, KILL_LEN, &cfg, &|_| {}).expect("upload");
+    let dst = std::fs::File::create(proc.dir().join("dst")).expect("destination");
+    let down_depot = Depot::for_capability(&caps.read, lib);
+    let (err, down_after) = kill_under(&mut proc, |progress| {
+        parallel::download(&down_depot, &caps.read, 0, KILL_LEN, &dst, 0, &cfg, progress)
+    });
+    check(&err, down_after, &[&caps.read.key]);
+    println!("client_e2e kill -9: upload failed {up_after:?} after it, download {down_after:?}");
 }

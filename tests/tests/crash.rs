@@ -290,7 +290,6 @@ struct Image {
 }
 
 #[test]
-#[ignore = "depot bug: a WRITE in flight at kill -9 leaves its 64 KiB checksum blocks answering -63, so acknowledged bytes around it are lost"]
 fn kill9_during_overwrites_keeps_acknowledged_bytes() {
     let seed = Rng::seed_from_env("CRASH_SEED");
     let cycles = crash_cycles().div_ceil(2);
@@ -491,7 +490,6 @@ fn kill9_mid_write_payload_keeps_block_readable() {
 /// acknowledged data, fully sent, and the depot killed 0-3 ms later, before its reply. Tried up
 /// to 30 times; every block must load each time.
 #[test]
-#[ignore = "depot bug: a WRITE whose payload arrived but was not acknowledged when kill -9 hit leaves its 64 KiB checksum blocks answering -63"]
 fn kill9_right_after_write_payload_keeps_blocks_readable() {
     let mut d = Depot::start(DepotOpts::default());
     let mut rng = Rng::new(7);

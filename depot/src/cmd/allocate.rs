@@ -23,7 +23,7 @@ use crate::checksum::MAX_CHECKSUM_BLOCK_BYTES;
 use crate::digest::DigestKind;
 use crate::extent::Extent;
 use crate::shard::Shard;
-use crate::table::{AllocError, AllocRequest};
+use crate::table::AllocRequest;
 
 pub async fn run(ctx: &mut Ctx<'_>, req: Allocate) -> (Next, bool) {
     let shard = ctx.shard;
@@ -68,17 +68,7 @@ pub async fn run(ctx: &mut Ctx<'_>, req: Allocate) -> (Next, bool) {
     };
     let g = match granted {
         Ok(g) => g,
-        Err(e) => {
-            let code = match e {
-                AllocError::InvalidParameter => ErrorCode::InvalidParameter,
-                AllocError::LongDuration => ErrorCode::LongDuration,
-                AllocError::Policy => ErrorCode::WouldExceedPolicy,
-                AllocError::NoSpace => ErrorCode::RsrcUnavail,
-                AllocError::WouldDamageData => ErrorCode::WouldDamageData,
-                AllocError::InvalidRid => ErrorCode::InvalidRid,
-            };
-            return reply_error(ctx.conn, code, Next::Continue).await;
-        }
+        Err(e) => return reply_error(ctx.conn, super::alloc_error_code(e), Next::Continue).await,
     };
     if !g.revoked.is_empty() {
         tracing::info!(

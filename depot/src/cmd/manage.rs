@@ -14,7 +14,7 @@ use super::{lookup, reply_error, reply_ok, Ctx, Next, View};
 use crate::allocation::Durability;
 use crate::keys::KeyKind;
 use crate::shard::Shard;
-use crate::table::{AllocError, MetaChange};
+use crate::table::MetaChange;
 
 pub async fn run(ctx: &mut Ctx<'_>, req: Manage) -> (Next, bool) {
     let shard = ctx.shard.clone();
@@ -63,16 +63,7 @@ fn meta_of(shard: &Shard, id: u64) -> Result<MetaChange, ErrorCode> {
     shard.table.borrow().get(id).map(MetaChange::of).ok_or(ErrorCode::CapNotFound)
 }
 
-fn code_of(e: AllocError) -> ErrorCode {
-    match e {
-        AllocError::InvalidParameter => ErrorCode::InvalidParameter,
-        AllocError::LongDuration => ErrorCode::LongDuration,
-        AllocError::Policy => ErrorCode::WouldExceedPolicy,
-        AllocError::NoSpace => ErrorCode::RsrcUnavail,
-        AllocError::WouldDamageData => ErrorCode::WouldDamageData,
-        AllocError::InvalidRid => ErrorCode::InvalidRid,
-    }
-}
+use super::alloc_error_code as code_of;
 
 async fn apply(shard: &Shard, v: &View, m: MetaChange, sync: bool) -> Result<(), ErrorCode> {
     let rec = shard.table.borrow_mut().set_meta(v.id, m).map_err(code_of)?;

@@ -135,6 +135,19 @@ pub fn caps_line(
     Ok(out)
 }
 
+/// The IBP code for a refused allocation or change (split answers NoSpace with −19 itself).
+pub fn alloc_error_code(e: crate::table::AllocError) -> ErrorCode {
+    use crate::table::AllocError;
+    match e {
+        AllocError::InvalidParameter => ErrorCode::InvalidParameter,
+        AllocError::LongDuration => ErrorCode::LongDuration,
+        AllocError::Policy => ErrorCode::WouldExceedPolicy,
+        AllocError::NoSpace => ErrorCode::RsrcUnavail,
+        AllocError::WouldDamageData => ErrorCode::WouldDamageData,
+        AllocError::InvalidRid => ErrorCode::InvalidRid,
+    }
+}
+
 /// Sends an error and returns `(next, false)`; a failed send drops the connection.
 pub async fn reply_error(conn: &Conn, code: ErrorCode, next: Next) -> (Next, bool) {
     match conn.send_error(code).await {

@@ -66,20 +66,15 @@ pub async fn run(ctx: &mut Ctx<'_>, req: SplitAllocate) -> (Next, bool) {
     let g = match granted {
         Ok(g) => g,
         Err(e) => {
+            // A split that does not fit the master is "would exceed the limit" (of the master).
             let code = match e {
-                AllocError::InvalidParameter => ErrorCode::InvalidParameter,
-                AllocError::LongDuration => ErrorCode::LongDuration,
-                AllocError::Policy => ErrorCode::WouldExceedPolicy,
                 AllocError::NoSpace => ErrorCode::WouldExceedLimit,
-                AllocError::WouldDamageData => ErrorCode::WouldDamageData,
-                AllocError::InvalidRid => ErrorCode::InvalidRid,
+                other => super::alloc_error_code(other),
             };
             return reply_error(ctx.conn, code, Next::Continue).await;
         }
     };
-    let sync = v.sync
-        || (durability == Durability::Hard
-            && shard.cfg.resources[v.resource as usize].kind.is_persistent());
+    let sync = v.sync || (durability == Durability::Hard && shard.is_disk(v.resource));
     if shard.commit(v.resource, &g.records, sync).await.is_err() {
         return reply_error(ctx.conn, ErrorCode::FileWrite, Next::Close).await;
     }

@@ -50,6 +50,11 @@ pub enum Record {
     AliasDelete { id: u64 },
     /// RENAME: the allocation's keys were replaced (digests of the new ones).
     Rekey { id: u64, digests: [KeyDigest; 3] },
+    /// Doublewrite: the full new contents of blocks about to be rewritten in place while they
+    /// hold acknowledged bytes. Written (and synced for hard allocations) before the in-place
+    /// write, so a write torn by a crash is completed from here on replay instead of leaving a
+    /// block whose CRC matches neither its old nor its new contents.
+    Image { id: u64, first_block: u64, data: Vec<u8> },
 }
 
 const TAG_HEADER: u8 = 1;
@@ -61,6 +66,7 @@ const TAG_DIGESTS: u8 = 6;
 const TAG_ALIAS_PUT: u8 = 7;
 const TAG_ALIAS_DELETE: u8 = 8;
 const TAG_REKEY: u8 = 9;
+const TAG_IMAGE: u8 = 10;
 
 /// Why a payload did not decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,6 +191,13 @@ impl Record {
                     out.extend_from_slice(d);
                 }
             }
+            Record::Image { id, first_block, data } => {
+                out.push(TAG_IMAGE);
+                put_u64(out, *id);
+                put_u64(out, *first_block);
+                put_u64(out, data.len() as u64);
+                out.extend_from_slice(data);
+            }
         }
     }
 
@@ -271,6 +284,16 @@ impl Record {
             }
             TAG_ALIAS_DELETE => Record::AliasDelete { id: r.u64()? },
             TAG_REKEY => Record::Rekey { id: r.u64()?, digests: r.key_digests()? },
+            TAG_IMAGE => {
+                let id = r.u64()?;
+                let first_block = r.u64()?;
+                let n = r.u64()?;
+                // Bounded by the bytes present, so a damaged length cannot allocate.
+                if n > r.buf.len() as u64 {
+                    return Err(DecodeError("image length past the end of the record"));
+                }
+                Record::Image { id, first_block, data: r.bytes(n as usize)?.to_vec() }
+            }
             _ => return Err(DecodeError("unknown record tag")),
         };
         if !r.buf.is_empty() {
@@ -481,6 +504,8 @@ mod tests {
             any::<u64>().prop_map(|id| Record::AliasDelete { id }),
             (any::<u64>(), any::<u8>())
                 .prop_map(|(id, b)| Record::Rekey { id, digests: [[b; 32], [1; 32], [b ^ 1; 32]] }),
+            (any::<u64>(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..300))
+                .prop_map(|(id, first_block, data)| Record::Image { id, first_block, data }),
         ]
     }
 

@@ -215,31 +215,15 @@ impl Table {
             // set_meta just freed these blocks; anything else is a table bug.
             return Err(AllocError::NoSpace);
         }
-        let keys =
-            [new_key(self.shard, fill), new_key(self.shard, fill), new_key(self.shard, fill)];
-        let digests: [KeyDigest; 3] = [
-            secret.digest(KeyKind::Read, &keys[0]),
-            secret.digest(KeyKind::Write, &keys[1]),
-            secret.digest(KeyKind::Manage, &keys[2]),
-        ];
-        let id = self.next_id;
-        let child = Allocation {
-            id,
-            resource: m.resource,
+        let (id, keys) = self.mint(
+            req,
+            m.resource,
             extent,
-            max_size: req.size,
-            size: 0,
-            durability: req.durability,
-            expires_at: now.saturating_add(duration),
-            created_seq: self.next_seq,
-            read_refs: 1,
-            write_refs: 0,
-            digests,
-            crcs: BlockCrcs::default(),
-            disk_digests: req.digest.map(|(k, bytes)| DiskDigests::new(k, bytes)),
-        };
-        records.push(Record::Put(Box::new(child.clone())));
-        self.insert(child);
+            now.saturating_add(duration),
+            secret,
+            fill,
+            &mut records,
+        );
         Ok(Granted { id, keys, records, revoked: Vec::new() })
     }
 

@@ -303,17 +303,27 @@ impl WriteTicket {
         buf.set_len(c.disk_len);
         let crcs = chunk_crcs(buf.as_slice(), c, cb);
         let sums = v.digest.map_or_else(Vec::new, |k| chunk_sums(buf.as_slice(), c, cb, k));
+        // Blocks that hold acknowledged bytes are rewritten in place: journal their new
+        // contents first (doublewrite), so a crash mid-write is completed on replay instead
+        // of leaving a torn block that matches neither CRC.
+        let size_now = self.shard.table.borrow().get(v.id).map_or(v.size, |a| a.size);
+        let token = if size_now > c.alloc_off {
+            let acked_blocks = (size_now - c.alloc_off).div_ceil(cb).min(c.blocks);
+            let len = ((acked_blocks * cb) as usize).min(c.disk_len);
+            let data = buf.as_slice()[..len].to_vec();
+            self.shard
+                .image(v.resource, v.id, c.first_block, data, v.sync)
+                .await
+                .map_err(Failure::Storage)?
+        } else {
+            None
+        };
         if inflight.len() >= WRITES_IN_FLIGHT {
             wait_write(inflight).await?;
         }
         written.push(c.first_block..c.first_block + c.blocks);
-        inflight.push_back(spawn_write(
-            self.shard.clone(),
-            v.resource,
-            buf,
-            v.base + c.alloc_off,
-            c.disk_len,
-        ));
+        let at = v.base + c.alloc_off;
+        inflight.push_back(spawn_write(self.shard.clone(), v.resource, buf, at, c.disk_len, token));
         Ok((crcs, sums))
     }
 
@@ -418,11 +428,21 @@ impl Touched {
 
 type Pending = (ibp_io::JoinHandle, Rc<Cell<Option<io::Result<()>>>>);
 
-fn spawn_write(shard: Rc<Shard>, resource: u16, buf: FixedBuf, at: u64, len: usize) -> Pending {
+fn spawn_write(
+    shard: Rc<Shard>,
+    resource: u16,
+    buf: FixedBuf,
+    at: u64,
+    len: usize,
+    image: Option<u64>,
+) -> Pending {
     let cell = Rc::new(Cell::new(None));
     let out = cell.clone();
     let h = ibp_io::spawn(async move {
         let (r, _buf) = shard.stores[resource as usize].write(buf, at, 0..len).await;
+        // The blocks are on disk (or the store latched): a compaction from now on need not
+        // keep their image; the journal copy stays until then.
+        shard.image_done(image);
         out.set(Some(r));
     });
     (h, cell)

@@ -268,7 +268,17 @@ fn get(ctx: &Ctx, args: GetArgs) -> Result<(), Failure> {
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
-    let report = report?;
+    let report = match report {
+        Ok(report) => report,
+        Err(e) => {
+            // The file was sized up front, so a broken download would leave a file of the
+            // full length with zero-filled holes: easy to mistake for the data. Remove it.
+            if file.metadata().is_ok_and(|m| m.is_file()) {
+                let _ = std::fs::remove_file(&args.file);
+            }
+            return Err(e.into());
+        }
+    };
     if args.transfer.verify {
         parallel::verify_file(&depot, &cap, args.offset, &file, 0, len, &cfg, &|_| {})?
             .into_result(args.offset)?;

@@ -1,0 +1,255 @@
+//! The store and load data path of one connection, on ibp-io and on glommio 0.9, same sizes,
+//! same file system: the baseline our io layer must beat by 1.2× (DESIGN.md, "Why not
+//! glommio").
+//!
+//! * store: a peer thread sends `TOTAL` bytes over loopback TCP; the runtime receives each
+//!   256 KiB chunk into an aligned buffer and writes it O_DIRECT to a preallocated file.
+//! * load: the runtime reads each chunk O_DIRECT from the file and sends it over loopback TCP
+//!   to a peer thread that drains it.
+//!
+//! Both sides use the simplest loop (one chunk in flight), so the comparison is of the
+//! runtimes, not of pipelining. ibp-io uses its registered pool (READ_FIXED on the socket,
+//! WRITE_FIXED/READ_FIXED on the file); glommio receives with `recv` into a DmaBuffer it
+//! allocates per chunk and sends with `send` (its TCP uses io_uring only for readiness).
+//! The file lives in `IBP_BENCH_DIR` (default `/var/tmp`, ext4: real O_DIRECT).
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+
+/// Bytes moved per iteration.
+const TOTAL: u64 = 64 << 20;
+/// Bytes per receive/disk operation (the depot's default buffer size).
+const CHUNK: usize = 256 * 1024;
+
+fn bench_file(tag: &str) -> PathBuf {
+    let dir =
+        std::env::var_os("IBP_BENCH_DIR").map_or_else(|| PathBuf::from("/var/tmp"), PathBuf::from);
+    dir.join(format!(".ibp-datapath-{tag}-{}", std::process::id()))
+}
+
+/// Preallocates `path` to `TOTAL` bytes (both runtimes then open it without creating), as
+/// the depot does: writes into unallocated ext4 space are several times slower.
+fn preallocate(path: &Path) -> io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(path)?;
+    // SAFETY: fallocate on an fd we own; no pointers are passed.
+    if unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, TOTAL as libc::off_t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    f.sync_all()
+}
+
+fn peer_send(addr: SocketAddr) -> thread::JoinHandle<io::Result<()>> {
+    thread::spawn(move || {
+        let mut s = TcpStream::connect(addr)?;
+        let buf = vec![0x5a_u8; CHUNK];
+        let mut sent = 0u64;
+        while sent < TOTAL {
+            s.write_all(&buf)?;
+            sent += CHUNK as u64;
+        }
+        Ok(())
+    })
+}
+
+fn peer_recv(addr: SocketAddr) -> thread::JoinHandle<io::Result<()>> {
+    thread::spawn(move || {
+        let mut s = TcpStream::connect(addr)?;
+        let mut buf = vec![0u8; CHUNK];
+        let mut got = 0u64;
+        while got < TOTAL {
+            match s.read(&mut buf)? {
+                0 => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short load")),
+                n => got += n as u64,
+            }
+        }
+        Ok(())
+    })
+}
+
+fn join(h: thread::JoinHandle<io::Result<()>>) {
+    match h.join() {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => panic!("peer thread: {e}"),
+        Err(_) => panic!("peer thread panicked"),
+    }
+}
+
+mod ibpio {
+    use super::*;
+    use ibp_io::fs::{DmaFile, OpenMode};
+    use ibp_io::net::TcpListener;
+    use ibp_io::{Runtime, RuntimeConfig};
+
+    fn runtime() -> Runtime {
+        let cfg = RuntimeConfig {
+            ring_entries: 64,
+            buffer_size: CHUNK,
+            buffer_count: 4,
+            register_buffers: true,
+        };
+        Runtime::new(cfg).expect("io_uring runtime")
+    }
+
+    pub fn store(iters: u64, path: &Path) -> Duration {
+        runtime().block_on(async {
+            let listener =
+                TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), false).expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let file = DmaFile::open(path, OpenMode::default()).expect("open");
+            let mut buf = ibp_io::buf::acquire().await;
+            let mut took = Duration::ZERO;
+            for _ in 0..iters {
+                let peer = peer_send(addr);
+                let start = Instant::now();
+                let (stream, _) = listener.accept().await.expect("accept");
+                let mut off = 0u64;
+                while off < TOTAL {
+                    buf.clear();
+                    while buf.len() < CHUNK {
+                        let (n, b) = stream.read(buf).await;
+                        buf = b;
+                        if n.expect("recv") == 0 {
+                            break;
+                        }
+                    }
+                    let len = buf.len();
+                    let (res, b) = file.write_at(buf, off, 0..len).await;
+                    buf = b;
+                    res.expect("write");
+                    off += len as u64;
+                }
+                took += start.elapsed();
+                join(peer);
+            }
+            took
+        })
+    }
+
+    pub fn load(iters: u64, path: &Path) -> Duration {
+        runtime().block_on(async {
+            let listener =
+                TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), false).expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let file = DmaFile::open(path, OpenMode::default()).expect("open");
+            let mut buf = ibp_io::buf::acquire().await;
+            let mut took = Duration::ZERO;
+            for _ in 0..iters {
+                let peer = peer_recv(addr);
+                let start = Instant::now();
+                let (stream, _) = listener.accept().await.expect("accept");
+                let mut off = 0u64;
+                while off < TOTAL {
+                    let (res, b) = file.read_at(buf, off, CHUNK).await;
+                    buf = b;
+                    let n = res.expect("read");
+                    let (res, b) = stream.write_all(buf, 0..n).await;
+                    buf = b;
+                    res.expect("send");
+                    off += n as u64;
+                }
+                took += start.elapsed();
+                join(peer);
+            }
+            took
+        })
+    }
+}
+
+mod glom {
+    use super::*;
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    use glommio::io::{DmaFile, OpenOptions};
+    use glommio::net::TcpListener;
+    use glommio::LocalExecutorBuilder;
+
+    fn run<T: 'static>(f: impl std::future::Future<Output = T> + 'static) -> T {
+        LocalExecutorBuilder::default().make().expect("glommio executor").run(f)
+    }
+
+    async fn open(path: &Path) -> DmaFile {
+        OpenOptions::new().read(true).write(true).dma_open(path).await.expect("glommio dma_open")
+    }
+
+    pub fn store(iters: u64, path: PathBuf) -> Duration {
+        run(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let file = open(&path).await;
+            let mut took = Duration::ZERO;
+            for _ in 0..iters {
+                let peer = peer_send(addr);
+                let start = Instant::now();
+                let mut stream = listener.accept().await.expect("accept");
+                let mut off = 0u64;
+                while off < TOTAL {
+                    let mut buf = file.alloc_dma_buffer(CHUNK);
+                    let mut filled = 0;
+                    while filled < CHUNK {
+                        let n = stream.read(&mut buf.as_bytes_mut()[filled..]).await.expect("recv");
+                        if n == 0 {
+                            break;
+                        }
+                        filled += n;
+                    }
+                    file.write_at(buf, off).await.expect("write");
+                    off += filled as u64;
+                }
+                took += start.elapsed();
+                join(peer);
+            }
+            let _ = file.close().await;
+            took
+        })
+    }
+
+    pub fn load(iters: u64, path: PathBuf) -> Duration {
+        run(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let file = open(&path).await;
+            let mut took = Duration::ZERO;
+            for _ in 0..iters {
+                let peer = peer_recv(addr);
+                let start = Instant::now();
+                let mut stream = listener.accept().await.expect("accept");
+                let mut off = 0u64;
+                while off < TOTAL {
+                    let chunk = file.read_at_aligned(off, CHUNK).await.expect("read");
+                    stream.write_all(&chunk).await.expect("send");
+                    off += chunk.len() as u64;
+                }
+                took += start.elapsed();
+                join(peer);
+            }
+            let _ = file.close().await;
+            took
+        })
+    }
+}
+
+fn datapath(c: &mut Criterion) {
+    let path = bench_file("file");
+    preallocate(&path).expect("preallocate the benchmark file");
+    let mut g = c.benchmark_group("datapath_64MiB");
+    g.sample_size(10).measurement_time(Duration::from_secs(8)).throughput(Throughput::Bytes(TOTAL));
+    g.bench_function("store/ibp-io", |b| b.iter_custom(|n| ibpio::store(n, &path)));
+    g.bench_function("store/glommio", |b| b.iter_custom(|n| glom::store(n, path.clone())));
+    g.bench_function("load/ibp-io", |b| b.iter_custom(|n| ibpio::load(n, &path)));
+    g.bench_function("load/glommio", |b| b.iter_custom(|n| glom::load(n, path.clone())));
+    g.finish();
+    let _ = std::fs::remove_file(&path);
+}
+
+criterion_group!(benches, datapath);
+criterion_main!(benches);
