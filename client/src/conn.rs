@@ -76,6 +76,13 @@ impl Conn {
         self.deadline = Some(Instant::now() + budget);
     }
 
+    /// Sets how long the depot may stay silent per call (at least 1 ms) and returns the old
+    /// limit. Copies wait for one reply that comes only when the copy is over, so they raise
+    /// it to their deadline and put it back afterwards.
+    pub fn set_io_timeout(&mut self, limit: Duration) -> Duration {
+        std::mem::replace(&mut self.io_timeout, limit.max(Duration::from_millis(1)))
+    }
+
     /// Clears the operation deadline (idle in the pool).
     pub fn disarm(&mut self) {
         self.deadline = None;

@@ -39,8 +39,13 @@ impl<'a> CapHandle<'a> {
     }
 
     /// The capability.
-    pub fn capability(&self) -> &Capability {
+    pub fn capability(&self) -> &'a Capability {
         self.cap
+    }
+
+    /// The depot the calls go to.
+    pub fn depot(&self) -> &'a Depot {
+        self.depot
     }
 
     fn need(&self, kind: CapKind) -> Result<()> {

@@ -13,6 +13,8 @@
 //! * [`depot`]: a depot endpoint with its connection pool and the `-66` retry loop;
 //!   allocate and status.
 //! * [`handle`]: calls on one capability (store, write, load, probe, manage).
+//! * [`copy`]: depot-to-depot copies on a capability: SEND, PUSH/PULL, parallel PUSHes, and
+//!   MCOPY_EXT (fan-out or chain) with a fallback to sequential SENDs on old depots.
 //! * [`parallel`]: one transfer split over N streams with positioned file I/O, CRC32 per
 //!   block, progress, per-stream retries, and verification.
 //! * [`units`]: sizes (`4GiB`) and durations (`2h`) as people write them.
@@ -23,14 +25,17 @@
 
 pub mod config;
 pub mod conn;
+pub mod copy;
 pub mod depot;
 pub mod error;
+pub mod exnode;
 pub mod handle;
 pub mod parallel;
 pub mod proto;
 pub mod units;
 
 pub use config::Config;
+pub use copy::{CopyTimeouts, McopyMethod, McopyPlan, McopyReport, McopyStrategy};
 pub use depot::{AllocCaps, Depot};
 pub use error::{Error, Result};
 pub use handle::CapHandle;

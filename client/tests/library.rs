@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ibp_client::parallel::{self, ParallelConfig};
 use ibp_client::proto::request::Reliability;
 use ibp_client::proto::{CapKind, ErrorCode};
-use ibp_client::{AllocCaps, Config, Depot, Error};
+use ibp_client::{AllocCaps, Config, Depot, Error, McopyMethod, McopyPlan, McopyStrategy};
 use support::FakeDepot;
 
 fn quick_config() -> Config {
@@ -261,4 +261,32 @@ fn parallel_gives_up_with_a_typed_error() {
         Err(e) => assert_eq!(e.ibp_code(), Some(ErrorCode::WouldExceedLimit), "{e:?}"),
         Ok(r) => panic!("writing past max size succeeded: {r:?}"),
     }
+}
+
+#[test]
+fn mcopy_falls_back_to_sends_on_an_old_depot() {
+    let (fake, depot, src) = setup(1 << 16);
+    let data = pattern(5000);
+    depot.handle(&src.write).store(&data).expect("store");
+    let a = depot.allocate(1 << 16, 3600, Reliability::Hard, None).expect("allocate");
+    let small = depot.allocate(100, 3600, Reliability::Hard, None).expect("allocate");
+    let b = depot.allocate(1 << 16, 3600, Reliability::Hard, None).expect("allocate");
+    let targets = [a.write.clone(), small.write.clone(), b.write.clone()];
+    let plan = McopyPlan { strategy: McopyStrategy::Chain, streams: 1 };
+    let report = depot.handle(&src.read).mcopy(&targets, 0, 5000, plan).expect("mcopy");
+    assert_eq!(report.method, McopyMethod::SequentialSends, "the fake answers 60 with -43");
+    assert_eq!(report.results[0].as_ref().ok(), Some(&5000));
+    let err = report.results[1].as_ref().expect_err("too small");
+    assert_eq!(err.ibp_code(), Some(ErrorCode::WouldExceedLimit));
+    assert_eq!(report.results[2].as_ref().ok(), Some(&5000));
+    assert_eq!(fake.data(&a.write), data);
+    assert_eq!(fake.data(&b.write), data);
+    // A plain SEND, with a bad source key: its own code.
+    assert_eq!(depot.handle(&src.read).send(&a.write, 1000, 10).expect("send"), 10);
+    assert_eq!(fake.data(&a.write)[5000..], data[1000..1010]);
+    let mut bad = src.read.clone();
+    bad.key = "nope".into();
+    let err = depot.handle(&bad).send(&a.write, 0, 1).expect_err("bad source");
+    assert_eq!(err.ibp_code(), Some(ErrorCode::CapNotFound));
+    assert!(!err.to_string().contains(&a.write.key));
 }

@@ -96,6 +96,8 @@ pub struct RemoteSink {
     pub wait: Duration,
     /// The other depot's error, if it refused.
     pub refused: Option<ErrorCode>,
+    /// The command was already sent and acknowledged (`begin` has nothing left to do).
+    pub acked: bool,
 }
 
 impl RemoteSink {
@@ -108,6 +110,9 @@ impl RemoteSink {
 
 impl Sink for RemoteSink {
     async fn begin(&mut self, _len: u64) -> io::Result<()> {
+        if self.acked {
+            return Ok(());
+        }
         self.conn.send(std::mem::take(&mut self.header)).await?;
         let line = read_reply(&mut self.conn, self.wait).await.map_err(|c| {
             self.refused = Some(c);

@@ -210,6 +210,12 @@ fn handle(io: &mut Io, req: Request, state: &Mutex<State>, faults: &Faults) -> b
         Request::Load(l) => {
             return load(io, state, faults, &l.key.key, l.offset as u64, l.len as u64)
         }
+        // An old depot's SEND (no MCOPY_EXT here, which answers -43): targets are looked up
+        // in this fake's own map, whatever host they name.
+        Request::Send(c) => match send(state, &c.key.key, &c.target.key, c.src_offset, c.len) {
+            Ok(n) => reply::count(&mut out, n),
+            Err(code) => reply::error(&mut out, code),
+        },
         Request::Manage(m) => {
             let id = match lookup(state, &m.key.key, CapKind::Manage)
                 .or_else(|_| lookup(state, &m.key.key, CapKind::Read))
@@ -339,6 +345,26 @@ fn write(
     out.clear();
     reply::count(&mut out, len as i64);
     io.send(&out)
+}
+
+fn send(
+    state: &Mutex<State>,
+    src_key: &str,
+    dst_key: &str,
+    offset: i64,
+    len: i64,
+) -> Result<i64, ErrorCode> {
+    let src = lookup(state, src_key, CapKind::Read)?;
+    let dst = lookup(state, dst_key, CapKind::Write)?;
+    let mut st = state.lock().expect("state");
+    let (off, end) = (offset as usize, (offset + len) as usize);
+    let bytes = st.allocs[&src].data.get(off..end).ok_or(ErrorCode::WouldExceedLimit)?.to_vec();
+    let target = st.allocs.get_mut(&dst).expect("alloc");
+    if (target.data.len() + bytes.len()) as u64 > target.max_size {
+        return Err(ErrorCode::WouldExceedLimit);
+    }
+    target.data.extend_from_slice(&bytes);
+    Ok(len)
 }
 
 fn load(

@@ -140,7 +140,7 @@ async fn push_to(
     let deadline = Instant::now() + t.dest_wait;
     let conn = remote::connect(target, deadline).await?;
     let header = remote::write_request(target, target_off, end - off, t.dest_s);
-    let mut sink = RemoteSink { conn, header, wait: t.dest_wait, refused: None };
+    let mut sink = RemoteSink { conn, header, wait: t.dest_wait, refused: None, acked: false };
     match read::stream(&shard, v, off, end, &mut sink).await {
         Ok(()) => sink.finish().await,
         Err(ReadFailure::Refused(code)) => Err(code),

@@ -232,6 +232,7 @@ async fn fanout(
                     header: remote::write_request(cap, at.map(|a| a[i]), end - off, dest_t),
                     wait,
                     refused: None,
+                    acked: false,
                 }),
                 result: Ok(0),
             },
@@ -333,37 +334,63 @@ async fn chain(
     wait: Duration,
 ) -> Results {
     let n = targets.len();
-    let all = |c: ErrorCode| (0..n).map(|_| Err(c)).collect::<Results>();
-    let conn = match remote::connect(&targets[0], Instant::now() + wait).await {
-        Ok(c) => c,
-        Err(c) => return all(c),
+    // The first hop that accepts carries the rest of the chain; hops before it that refuse
+    // get their own error and the chain goes on past them.
+    let (skipped, conn) = first_accepting_hop(targets, end - off, dest_t, wait).await;
+    let mut results: Results = skipped.iter().map(|c| Err(*c)).collect();
+    let Some(conn) = conn else {
+        return results;
     };
-    let header = chain_header(&targets[0], &targets[1..], end - off, dest_t, wait);
-    let mut sink = RemoteSink { conn, header, wait, refused: None };
+    let rest = n - results.len();
+    let fail = |c: ErrorCode, mut results: Results| {
+        results.extend((0..rest).map(|_| Err(c)));
+        results
+    };
+    let mut sink = RemoteSink { conn, header: Vec::new(), wait, refused: None, acked: true };
     match read::stream(shard, v, off, end, &mut sink).await {
         Ok(()) => {}
-        Err(ReadFailure::Refused(c)) => return all(c),
-        Err(ReadFailure::Sink(_)) => return all(sink.refused.unwrap_or(ErrorCode::Connection)),
-        Err(ReadFailure::Storage(_)) => return all(ErrorCode::FileRead),
+        Err(ReadFailure::Refused(c)) => return fail(c, results),
+        Err(ReadFailure::Sink(_)) => {
+            return fail(sink.refused.unwrap_or(ErrorCode::Connection), results)
+        }
+        Err(ReadFailure::Storage(_)) => return fail(ErrorCode::FileRead, results),
     }
     // Each hop waits for the rest of the chain before answering, so allow for the chain.
-    let line = match read_reply(&mut sink.conn, wait * n as u32).await {
+    let line = match read_reply(&mut sink.conn, wait * rest as u32).await {
         Ok(l) => l,
-        Err(c) => return all(c),
+        Err(c) => return fail(c, results),
     };
     match parse_results(&line) {
-        Ok(pairs) if pairs.len() == n => pairs
-            .into_iter()
-            .map(|(st, nb)| {
+        Ok(pairs) if pairs.len() == rest => {
+            results.extend(pairs.into_iter().map(|(st, nb)| {
                 if st == 1 {
                     Ok(nb.max(0) as u64)
                 } else {
                     Err(ErrorCode::from_code(st).unwrap_or(ErrorCode::Generic))
                 }
-            })
-            .collect(),
-        Ok(_) | Err(_) => all(ErrorCode::Connection),
+            }));
+            results
+        }
+        Ok(_) | Err(_) => fail(ErrorCode::Connection, results),
     }
+}
+
+/// Tries `targets` in order until one accepts a CHAIN_STORE carrying the targets after it.
+/// Returns the errors of those that refused (in order) and the accepted connection, if any.
+async fn first_accepting_hop(
+    targets: &[Capability],
+    len: u64,
+    dest_t: i64,
+    wait: Duration,
+) -> (Vec<ErrorCode>, Option<Conn>) {
+    let mut refused = Vec::new();
+    for (i, t) in targets.iter().enumerate() {
+        match start_hop(t, &targets[i + 1..], len, dest_t, wait).await {
+            Ok(conn) => return (refused, Some(conn)),
+            Err(code) => refused.push(code),
+        }
+    }
+    (refused, None)
 }
 
 fn chain_header(
@@ -402,14 +429,7 @@ async fn chain_store(ctx: &mut Ctx<'_>, c: ChainStore) -> (Next, bool) {
     }
     let wait = server_sync(c.dest_client_timeout_s);
     let n_next = c.next.len();
-    let mut down_err = ErrorCode::Connection;
-    let mut down = None;
-    if let Some(first) = c.next.first() {
-        match start_hop(first, &c.next[1..], c.len as u64, c.dest_timeout_s, wait).await {
-            Ok(conn) => down = Some(conn),
-            Err(code) => down_err = code,
-        }
-    }
+    let (skipped, down) = first_accepting_hop(&c.next, c.len as u64, c.dest_timeout_s, wait).await;
     let mut tee = TeeSource { up: ctx.conn, inactivity: server_sync(c.timeout_s), down, wait };
     let local = ticket.run(&mut tee).await;
     let down = tee.down.take();
@@ -422,16 +442,20 @@ async fn chain_store(ctx: &mut Ctx<'_>, c: ChainStore) -> (Next, bool) {
             results.push((ErrorCode::FileWrite.code(), 0));
         }
     }
-    match down {
-        Some(mut conn) => match read_reply(&mut conn, wait * n_next.max(1) as u32)
+    results.extend(skipped.iter().map(|e| (e.code(), 0)));
+    let rest = n_next - skipped.len();
+    // The downstream hop answers for itself and everything after it; if it failed (or
+    // dropped out mid-transfer) each of those gets a connection error.
+    let pairs = match down {
+        Some(mut conn) => read_reply(&mut conn, wait * rest.max(1) as u32)
             .await
             .ok()
-            .and_then(|l| parse_results(&l).ok())
-        {
-            Some(pairs) if pairs.len() == n_next => results.extend(pairs),
-            _ => results.extend((0..n_next).map(|_| (ErrorCode::Connection.code(), 0))),
-        },
-        None => results.extend((0..n_next).map(|_| (down_err.code(), 0))),
+            .and_then(|l| parse_results(&l).ok()),
+        None => None,
+    };
+    match pairs {
+        Some(pairs) if pairs.len() == rest => results.extend(pairs),
+        _ => results.extend((0..rest).map(|_| (ErrorCode::Connection.code(), 0))),
     }
     let mut out = Vec::with_capacity(32 * (n_next + 1));
     encode_results(&mut out, &results);

@@ -59,6 +59,60 @@ pub enum Command {
     },
     /// Show a depot's resources, capacity and version.
     Status(StatusArgs),
+    /// Copy depot to depot (SEND, or parallel PUSHes): the data never passes through here.
+    Copy(CopyArgs),
+    /// Copy one source to several targets, depot to depot (fan-out or chain).
+    Mcopy(McopyArgs),
+}
+
+/// `ibp copy`.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Source READ capability, or @FILE.
+    pub src: String,
+    /// Target WRITE capability, or @FILE; the bytes are appended to it.
+    pub dst: String,
+    /// Offset in the source.
+    #[arg(long, default_value = "0", value_parser = parse_size_arg)]
+    pub offset: u64,
+    /// Bytes to copy (default: to the end of the source, found by probing its read cap).
+    #[arg(long, value_parser = parse_size_arg)]
+    pub length: Option<u64>,
+    /// Parallel PUSHes of consecutive ranges (the target's size is probed through its
+    /// write cap, which our depots accept); 1 = one SEND.
+    #[arg(long, default_value_t = 1)]
+    pub streams: usize,
+}
+
+/// How `ibp mcopy` moves the bytes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum StrategyArg {
+    /// The source reads each byte once and sends it to every target at the same time.
+    Fanout,
+    /// Source → target 1 → target 2 → …, each hop forwarding while it stores.
+    Chain,
+}
+
+/// `ibp mcopy`.
+#[derive(Debug, Args)]
+pub struct McopyArgs {
+    /// Source READ capability, or @FILE.
+    pub src: String,
+    /// Target WRITE capabilities (or @FILE each); the bytes are appended to each.
+    #[arg(long = "to", required = true, num_args = 1..)]
+    pub to: Vec<String>,
+    /// Fan-out or chain.
+    #[arg(long, value_enum, default_value = "fanout")]
+    pub strategy: StrategyArg,
+    /// Parallel streams per target (fan-out only).
+    #[arg(long, default_value_t = 1)]
+    pub streams: u32,
+    /// Offset in the source.
+    #[arg(long, default_value = "0", value_parser = parse_size_arg)]
+    pub offset: u64,
+    /// Bytes to copy (default: to the end of the source, found by probing its read cap).
+    #[arg(long, value_parser = parse_size_arg)]
+    pub length: Option<u64>,
 }
 
 /// `ibp allocate`.

@@ -4,19 +4,22 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ibp_client::parallel::{self, ParallelConfig, TransferReport};
 use ibp_client::proto::request::{AllocType, Reliability};
 use ibp_client::proto::{CapKind, Capability};
 use ibp_client::units::{format_duration, format_size};
-use ibp_client::{Config, Depot, Error};
+use ibp_client::{Config, Depot, Error, McopyMethod, McopyPlan, McopyStrategy};
 use serde_json::json;
 
 use crate::args::{
-    AllocateArgs, ChangeArgs, Cli, Command, GetArgs, PutArgs, RefArgs, StatusArgs, TransferArgs,
+    AllocateArgs, ChangeArgs, Cli, Command, CopyArgs, GetArgs, McopyArgs, PutArgs, RefArgs,
+    StatusArgs, StrategyArg, TransferArgs,
 };
-use crate::output::{print_json, progress_bar, rate, Failure};
+use crate::output::{
+    client_exit_code, error_json, print_json, progress_bar, rate, spinner, Failure,
+};
 
 /// Longest capability file we read (a capability is under 1 KiB).
 const MAX_CAP_FILE_BYTES: u64 = 4096;
@@ -54,6 +57,8 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
             manage_simple(&ctx, &cap, "rm", |d, c| d.handle(c).decr(CapKind::Read))
         }
         Command::Status(args) => status(&ctx, args),
+        Command::Copy(args) => copy(&ctx, args),
+        Command::Mcopy(args) => mcopy(&ctx, args),
     }
 }
 
@@ -430,4 +435,123 @@ fn status(ctx: &Ctx, args: StatusArgs) -> Result<(), Failure> {
         print!("{version}");
     }
     Ok(())
+}
+
+/// `--length`, or what is left of the source after `offset` (probed through its read cap).
+fn copy_length(
+    ctx: &Ctx,
+    src: &Capability,
+    offset: u64,
+    length: Option<u64>,
+) -> Result<u64, Failure> {
+    if let Some(len) = length {
+        return Ok(len);
+    }
+    let size = u64::try_from(depot_for(ctx, src).handle(src).probe()?.size).unwrap_or(0);
+    size.checked_sub(offset)
+        .ok_or_else(|| Failure::BadInput(format!("offset {offset} is past the end ({size} bytes)")))
+}
+
+fn copy(ctx: &Ctx, args: CopyArgs) -> Result<(), Failure> {
+    let src = capability(&args.src, Some(CapKind::Read))?;
+    let dst = capability(&args.dst, Some(CapKind::Write))?;
+    let len = copy_length(ctx, &src, args.offset, args.length)?;
+    let depot = depot_for(ctx, &src);
+    let bar = spinner(format!("copying {} depot to depot", format_size(len)), ctx.progress);
+    let started = Instant::now();
+    let copied = depot.handle(&src).copy_streams(&dst, args.offset, len, args.streams);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let bytes = copied?;
+    let elapsed = started.elapsed();
+    let method = if args.streams == 1 { "send" } else { "push" };
+    if ctx.json {
+        print_json(&json!({
+            "bytes": bytes,
+            "seconds": elapsed.as_secs_f64(),
+            "streams": args.streams,
+            "method": method,
+        }));
+    } else {
+        println!(
+            "copied {} ({bytes} bytes) in {:.2} s, {}, {} stream(s)",
+            format_size(bytes),
+            elapsed.as_secs_f64(),
+            rate(bytes, elapsed),
+            args.streams,
+        );
+    }
+    Ok(())
+}
+
+fn mcopy(ctx: &Ctx, args: McopyArgs) -> Result<(), Failure> {
+    let src = capability(&args.src, Some(CapKind::Read))?;
+    let targets = args
+        .to
+        .iter()
+        .map(|t| capability(t, Some(CapKind::Write)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let len = copy_length(ctx, &src, args.offset, args.length)?;
+    let strategy = match args.strategy {
+        StrategyArg::Fanout => McopyStrategy::Fanout,
+        StrategyArg::Chain => McopyStrategy::Chain,
+    };
+    let plan = McopyPlan { strategy, streams: args.streams };
+    let depot = depot_for(ctx, &src);
+    let bar = spinner(
+        format!("copying {} to {} targets ({})", format_size(len), targets.len(), strategy.word()),
+        ctx.progress,
+    );
+    let started = Instant::now();
+    let report = depot.handle(&src).mcopy(&targets, args.offset, len, plan);
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let report = report?;
+    let elapsed = started.elapsed();
+    let method = match report.method {
+        McopyMethod::Ext(_) => "mcopy_ext",
+        McopyMethod::SequentialSends => "sequential_sends",
+    };
+    let failed = report.results.iter().filter(|r| r.is_err()).count();
+    if ctx.json {
+        let list: Vec<_> = report
+            .results
+            .iter()
+            .enumerate()
+            .map(|(i, r)| match r {
+                Ok(n) => json!({ "target": i + 1, "ok": true, "bytes": n }),
+                Err(e) => json!({ "target": i + 1, "ok": false, "error": error_json(e) }),
+            })
+            .collect();
+        print_json(&json!({
+            "bytes": len,
+            "seconds": elapsed.as_secs_f64(),
+            "strategy": strategy.word(),
+            "streams": args.streams,
+            "method": method,
+            "failed": failed,
+            "targets": list,
+        }));
+    } else {
+        for (i, r) in report.results.iter().enumerate() {
+            match r {
+                Ok(n) => println!("target {}: copied {} ({n} bytes)", i + 1, format_size(*n)),
+                Err(e) => eprintln!("ibp: error: target {}: {e}", i + 1),
+            }
+        }
+        println!(
+            "{} of {} targets in {:.2} s ({}, {method}), {} per target",
+            targets.len() - failed,
+            targets.len(),
+            elapsed.as_secs_f64(),
+            strategy.word(),
+            rate(len, elapsed),
+        );
+    }
+    match report.results.iter().find_map(|r| r.as_ref().err()) {
+        Some(e) => Err(Failure::Reported(client_exit_code(e))),
+        None => Ok(()),
+    }
 }

@@ -39,6 +39,8 @@ pub enum Failure {
     BadInput(String),
     /// A local file problem.
     LocalFile(String),
+    /// Already printed in full (an mcopy with failed targets): exit with this code only.
+    Reported(u8),
 }
 
 impl From<Error> for Failure {
@@ -54,6 +56,7 @@ impl Failure {
             Failure::BadInput(_) => exit::BAD_INPUT,
             Failure::LocalFile(_) => exit::LOCAL_FILE,
             Failure::Client(e) => client_exit_code(e),
+            Failure::Reported(code) => *code,
         }
     }
 
@@ -61,6 +64,7 @@ impl Failure {
         match self {
             Failure::Client(e) => e.to_string(),
             Failure::BadInput(m) | Failure::LocalFile(m) => m.clone(),
+            Failure::Reported(_) => String::new(),
         }
     }
 
@@ -90,7 +94,8 @@ impl Failure {
     }
 }
 
-fn client_exit_code(e: &Error) -> u8 {
+/// The exit code a library error maps to.
+pub fn client_exit_code(e: &Error) -> u8 {
     match e {
         Error::BadCapability(_) | Error::WrongCapKind { .. } | Error::InvalidArgument(_) => {
             exit::BAD_INPUT
@@ -108,6 +113,9 @@ fn client_exit_code(e: &Error) -> u8 {
 
 /// Prints a failure: JSON on stdout with `--json`, else `ibp: error: …` on stderr.
 pub fn report_failure(failure: &Failure, json: bool) {
+    if matches!(failure, Failure::Reported(_)) {
+        return;
+    }
     let code = match failure {
         Failure::Client(e) => e.ibp_code(),
         _ => None,
@@ -150,6 +158,32 @@ pub fn progress_bar(total: u64, enabled: bool) -> Option<ProgressBar> {
     bar.set_style(style);
     bar.enable_steady_tick(Duration::from_millis(200));
     Some(bar)
+}
+
+/// An elapsed-time spinner on stderr for a copy (the depot reports nothing until it is over),
+/// only when stderr is a terminal and output is for humans.
+pub fn spinner(message: String, enabled: bool) -> Option<ProgressBar> {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = ProgressBar::new_spinner();
+    let style = ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar.set_message(message);
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Some(bar)
+}
+
+/// A library error as JSON: message, IBP code and name, exit code.
+pub fn error_json(e: &Error) -> serde_json::Value {
+    let code = e.ibp_code();
+    json!({
+        "message": e.to_string(),
+        "ibp_code": code.map(ErrorCode::code),
+        "ibp_name": code.map(ErrorCode::name),
+        "exit_code": client_exit_code(e),
+    })
 }
 
 /// `12.3 MiB/s`.
