@@ -131,6 +131,9 @@ pub struct Table {
     aliases: HashMap<u64, Alias>,
     /// First half of an alias key digest → alias id.
     alias_index: HashMap<[u8; 16], u64>,
+    /// Master id → its aliases, so a master's end finds them without a scan, and the number
+    /// per master is bounded (`ext::MAX_ALIASES_PER_ALLOCATION`).
+    aliases_of: HashMap<u64, BTreeSet<u64>>,
     next_id: u64,
     next_seq: u64,
     /// Allocations a transfer is using right now; soft revocation skips them. Kept current
@@ -149,6 +152,7 @@ impl Table {
             soft: BTreeSet::new(),
             aliases: HashMap::new(),
             alias_index: HashMap::new(),
+            aliases_of: HashMap::new(),
             next_id: 1,
             next_seq: 1,
             pinned: std::collections::HashSet::new(),
@@ -563,7 +567,7 @@ impl MetaChange {
 
 mod ext;
 
-pub use ext::MergeError;
+pub use ext::{AliasError, MergeError, MAX_ALIASES_PER_ALLOCATION};
 
 #[cfg(test)]
 mod tests;

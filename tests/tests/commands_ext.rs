@@ -221,6 +221,18 @@ fn digest_mismatch_answers_63_and_keeps_the_allocation_consistent() {
         assert!(now[i] == old[i] || now[i] == new[i - 50_000], "byte {i} from neither");
     }
     assert_eq!(probe(&mut raw, &caps.manage).size, 600_000);
+    // The first disk chunk (256 KiB) ends inside the 3rd network block: that block is read
+    // ahead and checked before the chunk may be written. A bad 3rd digest therefore leaves
+    // every byte as it was.
+    let before = load(&mut raw, &caps.read, 0, 600_000);
+    let mut wire = framed(4, 100_000, &pattern(23, 500_000));
+    wire[2 * (100_000 + 32) + 100_000 + 5] ^= 1;
+    raw.send(format!("1 27 4 100000 {} 50000 500000 30\n", caps.write.wire()).as_bytes());
+    assert_eq!(tokens(&raw.line()), ["1"]);
+    raw.send(&wire);
+    assert_eq!(tokens(&raw.line()), ["-63"], "digest mismatch in the read-ahead block");
+    let mut raw = conn(&d);
+    assert_eq!(load(&mut raw, &caps.read, 0, 600_000), before, "nothing written");
     // An append with a bad first digest leaves nothing behind past the size.
     raw.send(format!("1 28 3 4096 {} 8192 30\n", caps.write.wire()).as_bytes());
     assert_eq!(tokens(&raw.line()), ["1"]);
@@ -237,6 +249,30 @@ fn digest_mismatch_answers_63_and_keeps_the_allocation_consistent() {
     let mut raw = conn(&d);
     assert_eq!(ask(&mut raw, &format!("1 24 4 0 {} 0 10 30", caps.read.wire())), ["-65"]);
     assert_eq!(ask(&mut raw, &format!("1 24 4 999999999 {} 0 10 30", caps.read.wire())), ["-65"]);
+}
+
+#[test]
+fn pipelined_vector_and_checksummed_writes() {
+    // LStore sends the header and the payload without waiting for `1 \n`, and the next
+    // command right behind them. The STORE_CHKSUM appends at the size VEC_WRITE left (93 000).
+    let d = depot();
+    let mut raw = conn(&d);
+    let caps = allocate(&mut raw, 100_000, 600, false);
+    let (a, b) = (pattern(70, 3000), pattern(71, 5000));
+    let mut bytes = format!("1 33 {} 2 90000 3000 0 5000 30\n", caps.write.wire()).into_bytes();
+    bytes.extend_from_slice(&[a.clone(), b.clone()].concat());
+    bytes.extend_from_slice(format!("1 28 3 1500 {} 2000 30\n", caps.write.wire()).as_bytes());
+    bytes.extend_from_slice(&framed(3, 1500, &pattern(72, 2000)));
+    bytes.extend_from_slice(
+        format!("1 36 4 4096 {} 2 90000 3000 93000 2000 30\n", caps.read.wire()).as_bytes(),
+    );
+    raw.send(&bytes);
+    for want in [vec!["1"], vec!["1", "8000"], vec!["1"], vec!["1", "2000"], vec!["1", "5000"]] {
+        assert_eq!(tokens(&raw.line()), want);
+    }
+    let wire = raw.read_exact(5000 + 2 * 32);
+    assert_eq!(unframe(4, 4096, &wire, 5000), [a, pattern(72, 2000)].concat());
+    assert_eq!(load(&mut raw, &caps.read, 0, 5000), b);
 }
 
 #[test]

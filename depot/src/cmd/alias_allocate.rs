@@ -10,7 +10,9 @@
 //! * `duration = 0` (or −1) inherits the master's lease (the alias then lives as long as the
 //!   master); `> 0` is relative seconds, at most the master's remaining lease (else −28);
 //!   anything else −30;
-//! * the alias starts with reference counts read=1, write=0 and dies with its master.
+//! * the alias starts with reference counts read=1, write=0 and dies with its master;
+//! * an allocation has at most 256 live aliases (aliases whose own lease ended are purged
+//!   when the limit is reached); beyond that −45.
 
 use ibp_client::proto::request::AliasAllocate;
 use ibp_client::proto::ErrorCode;
@@ -18,6 +20,7 @@ use ibp_client::proto::ErrorCode;
 use super::{caps_line, lookup, reply_error, reply_ok, Ctx, Next, View, ALIAS_TYPEKEY};
 use crate::keys::KeyKind;
 use crate::shard::Shard;
+use crate::table::AliasError;
 
 pub async fn run(ctx: &mut Ctx<'_>, req: AliasAllocate) -> (Next, bool) {
     let shard = ctx.shard.clone();
@@ -36,12 +39,19 @@ pub async fn run(ctx: &mut Ctx<'_>, req: AliasAllocate) -> (Next, bool) {
     let made = {
         let mut t = shard.table.borrow_mut();
         let mut fill = |b: &mut [u8]| shard.fill_random(b);
-        t.add_alias(v.id, window, expires_at, &shard.secret, &mut fill)
+        let now = shard.clock.now_unix_s();
+        t.add_alias(v.id, window, expires_at, now, &shard.secret, &mut fill)
     };
-    let Some((_, keys, rec)) = made else {
-        return reply_error(ctx.conn, ErrorCode::CapNotFound, Next::Continue).await;
+    let (keys, recs) = match made {
+        Ok((_, keys, recs)) => (keys, recs),
+        Err(AliasError::NoMaster) => {
+            return reply_error(ctx.conn, ErrorCode::CapNotFound, Next::Continue).await
+        }
+        Err(AliasError::TooMany) => {
+            return reply_error(ctx.conn, ErrorCode::WouldExceedPolicy, Next::Continue).await
+        }
     };
-    if shard.commit(v.resource, &[rec], v.sync).await.is_err() {
+    if shard.commit(v.resource, &recs, v.sync).await.is_err() {
         return reply_error(ctx.conn, ErrorCode::FileWrite, Next::Close).await;
     }
     match caps_line(ctx, v.resource, &keys, ALIAS_TYPEKEY) {

@@ -16,7 +16,7 @@ use ibp_client::proto::request::{AliasManage, AliasManageOp};
 use ibp_client::proto::{ErrorCode, KeyRef};
 
 use super::alias_allocate::{alias_expiry, window_of};
-use super::{lookup, reply_error, reply_ok, Ctx, Next};
+use super::{lookup, reply_error, reply_ok, Ctx, Next, View};
 use crate::allocation::Alias;
 use crate::keys::KeyKind;
 use crate::shard::Shard;
@@ -66,13 +66,13 @@ pub async fn run(ctx: &mut Ctx<'_>, req: AliasManage) -> (Next, bool) {
     }
 }
 
-/// Checks that `master_key` is the manage key of the alias's master; returns its sync need.
-fn authorise(shard: &Shard, al: &Alias, master_key: &KeyRef) -> Result<bool, ErrorCode> {
+/// Checks that `master_key` is the manage key of the alias's master; returns the master.
+fn authorise(shard: &Shard, al: &Alias, master_key: &KeyRef) -> Result<View, ErrorCode> {
     let m = lookup(shard, KeyKind::Manage, master_key)?;
     if m.id != al.master {
         return Err(ErrorCode::CapNotFound);
     }
-    Ok(m.sync)
+    Ok(m)
 }
 
 async fn refs(
@@ -82,13 +82,12 @@ async fn refs(
     captype: i32,
     up: bool,
 ) -> Result<(), ErrorCode> {
-    let sync = authorise(shard, &al, master_key)?;
+    let m = authorise(shard, &al, master_key)?;
     let count = match captype {
         1 => &mut al.read_refs,
         2 => &mut al.write_refs,
         _ => return Err(ErrorCode::InvalidParameter),
     };
-    let al_master = al.master;
     *count = if up { count.checked_add(1) } else { count.checked_sub(1) }
         .ok_or(ErrorCode::InvalidParameter)?;
     let rec = if al.read_refs == 0 && al.write_refs == 0 {
@@ -96,7 +95,7 @@ async fn refs(
     } else {
         shard.table.borrow_mut().update_alias(al)
     };
-    shard.commit(shard.resource_of(al_master), &[rec], sync).await.map_err(|_| ErrorCode::FileWrite)
+    shard.commit(m.resource, &[rec], m.sync).await.map_err(|_| ErrorCode::FileWrite)
 }
 
 async fn change(
@@ -107,11 +106,9 @@ async fn change(
     len: i64,
     duration_s: i64,
 ) -> Result<(), ErrorCode> {
-    let sync = authorise(shard, &al, master_key)?;
-    let m = lookup(shard, KeyKind::Manage, master_key)?;
+    let m = authorise(shard, &al, master_key)?;
     al.window = window_of(&m, offset, len)?;
     al.expires_at = alias_expiry(shard, m.id, duration_s)?;
-    let al_master = al.master;
     let rec = shard.table.borrow_mut().update_alias(al);
-    shard.commit(shard.resource_of(al_master), &[rec], sync).await.map_err(|_| ErrorCode::FileWrite)
+    shard.commit(m.resource, &[rec], m.sync).await.map_err(|_| ErrorCode::FileWrite)
 }

@@ -6,6 +6,19 @@
 
 use super::*;
 
+/// Most live aliases one allocation may have: each costs table memory and a journal record,
+/// and a manage key must not be able to grow the table without bound.
+pub const MAX_ALIASES_PER_ALLOCATION: usize = 256;
+
+/// Why an ALIAS_ALLOCATE was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AliasError {
+    /// No such master.
+    NoMaster,
+    /// The master already has `MAX_ALIASES_PER_ALLOCATION` live aliases: −45.
+    TooMany,
+}
+
 /// Why a MERGE_ALLOCATE was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MergeError {
@@ -41,17 +54,31 @@ impl Table {
         self.aliases.get(&id)
     }
 
-    /// Creates an alias of `master`; returns its id, its three keys and the record.
+    /// Creates an alias of `master`; returns its id, its three keys and the records (the
+    /// alias, after the deletion of any of the master's aliases whose lease ended at `now`,
+    /// which are purged once the master reaches its alias limit).
     pub fn add_alias(
         &mut self,
         master: u64,
         window: Option<(u64, u64)>,
         expires_at: Option<i64>,
+        now: i64,
         secret: &DepotSecret,
         fill: &mut dyn FnMut(&mut [u8]),
-    ) -> Option<(u64, [String; 3], Record)> {
-        if !self.allocs.contains_key(&master) {
-            return None;
+    ) -> Result<(u64, [String; 3], Vec<Record>), AliasError> {
+        let master_expires = self.allocs.get(&master).ok_or(AliasError::NoMaster)?.expires_at;
+        let mut records = Vec::new();
+        let ids: Vec<u64> =
+            self.aliases_of.get(&master).map(|s| s.iter().copied().collect()).unwrap_or_default();
+        if ids.len() >= MAX_ALIASES_PER_ALLOCATION {
+            for id in ids {
+                if self.aliases.get(&id).is_some_and(|a| now >= a.expires(master_expires)) {
+                    records.push(self.remove_alias(id));
+                }
+            }
+            if self.aliases_of.get(&master).map_or(0, |s| s.len()) >= MAX_ALIASES_PER_ALLOCATION {
+                return Err(AliasError::TooMany);
+            }
         }
         let keys =
             [new_key(self.shard, fill), new_key(self.shard, fill), new_key(self.shard, fill)];
@@ -62,9 +89,9 @@ impl Table {
         ];
         let id = self.next_id;
         let al = Alias { id, master, window, expires_at, read_refs: 1, write_refs: 0, digests };
-        let rec = Record::AliasPut(Box::new(al.clone()));
+        records.push(Record::AliasPut(Box::new(al.clone())));
         self.insert_alias(al);
-        Some((id, keys, rec))
+        Ok((id, keys, records))
     }
 
     /// Replaces an alias's attributes (CHNG, INCR/DECR); returns the record.
@@ -81,6 +108,7 @@ impl Table {
         for d in &al.digests {
             self.alias_index.insert(index_of(d), al.id);
         }
+        self.aliases_of.entry(al.master).or_default().insert(al.id);
         self.aliases.insert(al.id, al);
     }
 
@@ -92,6 +120,12 @@ impl Table {
                     self.alias_index.remove(&index_of(d));
                 }
             }
+            if let Some(set) = self.aliases_of.get_mut(&al.master) {
+                set.remove(&id);
+                if set.is_empty() {
+                    self.aliases_of.remove(&al.master);
+                }
+            }
         }
         Record::AliasDelete { id }
     }
@@ -99,11 +133,7 @@ impl Table {
     /// Drops every alias of `master` (it is gone). Replay of the master's `Delete` does the
     /// same, so no records are needed.
     pub(super) fn drop_aliases_of(&mut self, master: u64) {
-        if self.aliases.is_empty() {
-            return;
-        }
-        let ids: Vec<u64> =
-            self.aliases.values().filter(|a| a.master == master).map(|a| a.id).collect();
+        let Some(ids) = self.aliases_of.remove(&master) else { return };
         for id in ids {
             self.remove_alias(id);
         }

@@ -261,8 +261,9 @@ fn split_merge_alias_rekey_and_digests_replay() {
     let big = req(Durability::Soft, 92 * 4096, 60);
     assert_eq!(t.split(master, big, &s, 0, &mut fill).err(), Some(AllocError::NoSpace));
     // Alias of the child, and a rename of the master.
-    let (aid, akeys, rec) = t.add_alias(c.id, Some((10, 20)), None, &s, &mut fill).expect("alias");
-    log.push(rec);
+    let (aid, akeys, recs) =
+        t.add_alias(c.id, Some((10, 20)), None, 0, &s, &mut fill).expect("alias");
+    log.extend(recs);
     assert!(t.find_alias(&s, KeyKind::Read, &akeys[0], 0).is_ok());
     let (new_keys, rec) = t.rekey(master, &s, &mut fill).expect("rekey");
     log.push(rec);
@@ -298,7 +299,17 @@ fn merge_needs_creation_refcounts_and_removal_drops_aliases() {
     m.write_refs = 1;
     t.set_meta(c.id, m).expect("meta");
     assert_eq!(t.merge(master, c.id, &mut |_, _| {}), Err(MergeError::ChildReferenced));
-    let (aid, _, _) = t.add_alias(master, None, Some(30), &s, &mut fill).expect("alias");
+    let (aid, _, _) = t.add_alias(master, None, Some(30), 0, &s, &mut fill).expect("alias");
+    // The limit: expired aliases make room, live ones do not.
+    for _ in 1..MAX_ALIASES_PER_ALLOCATION {
+        t.add_alias(master, None, Some(10), 0, &s, &mut fill).expect("under the limit");
+    }
+    let full = t.add_alias(master, None, None, 5, &s, &mut fill);
+    assert_eq!(full.err(), Some(AliasError::TooMany));
+    let (_, _, recs) = t.add_alias(master, None, None, 10, &s, &mut fill).expect("purged");
+    assert_eq!(recs.len(), MAX_ALIASES_PER_ALLOCATION, "255 expired deleted, one added");
+    assert!(t.alias(aid).is_some(), "a live alias is kept");
     let _ = t.remove(master, &mut |_, _| {});
     assert!(t.alias(aid).is_none(), "aliases die with their master");
+    assert!(t.aliases.is_empty() && t.aliases_of.is_empty());
 }
