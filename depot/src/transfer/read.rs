@@ -115,6 +115,9 @@ async fn server_sync_wait(
     }
 }
 
+/// Chunks read ahead of the one being sent (each holds one pool buffer).
+const READS_AHEAD: usize = 4;
+
 type ReadResult = Rc<Cell<Option<Result<FixedBuf, String>>>>;
 
 /// Streams `[off, end)` of allocation `v` to `sink`.
@@ -149,9 +152,11 @@ pub async fn stream_spans<S: Sink>(
         let cb = v.checksum_block;
         plan.extend(chunks(s.start, s.end, cb, shard.cfg.buffer_bytes, v.extent_bytes));
     }
-    let mut next = Some(spawn_read(shard.clone(), v, plan[0].clone()));
+    // Keep READS_AHEAD chunks in flight so the disk sees a queue, not one read at a time.
+    let mut ahead: std::collections::VecDeque<_> =
+        plan.iter().take(READS_AHEAD).map(|c| spawn_read(shard.clone(), v, c.clone())).collect();
     for (i, c) in plan.iter().enumerate() {
-        let Some((h, cell)) = next.take() else { break };
+        let Some((h, cell)) = ahead.pop_front() else { break };
         h.await;
         let buf = match cell.take() {
             Some(Ok(b)) => b,
@@ -169,8 +174,8 @@ pub async fn stream_spans<S: Sink>(
             }
             None => return Err(ReadFailure::Storage("read task ended without a result".into())),
         };
-        if let Some(nc) = plan.get(i + 1) {
-            next = Some(spawn_read(shard.clone(), v, nc.clone()));
+        if let Some(nc) = plan.get(i + READS_AHEAD) {
+            ahead.push_back(spawn_read(shard.clone(), v, nc.clone()));
         }
         if i == 0 {
             sink.begin(total).await.map_err(ReadFailure::Sink)?;

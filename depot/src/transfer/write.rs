@@ -40,8 +40,9 @@ use crate::keys::KeyKind;
 use crate::lock::{AllocRt, BlockGuard, WriterGuard};
 use crate::shard::Shard;
 
-/// Disk writes of one transfer in flight at once: one draining while the next is received.
-const WRITES_IN_FLIGHT: usize = 2;
+/// Disk writes of one transfer in flight at once, while the next chunk is received: enough
+/// for the disk to see a queue (each holds one pool buffer).
+const WRITES_IN_FLIGHT: usize = 4;
 
 /// Where a transfer's payload comes from.
 // The futures are !Send on purpose: everything runs on its shard's own core.
