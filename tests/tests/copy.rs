@@ -517,3 +517,51 @@ fn command_line_copy_and_mcopy() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("IBP_E_CAP_NOT_FOUND") && !stderr.contains(&bad.key), "{stderr}");
 }
+
+/// The `_CHKSUM` copy variants (25 SEND, 22 PUSH, 23 PULL) are served like the plain ones, as
+/// ACCRE's depot does; a malformed checksum spec is refused.
+#[test]
+fn checksummed_copy_variants_copy_like_the_plain_ones() {
+    let a = depot("64MiB", 2);
+    let b = depot("64MiB", 2);
+    let len = 200_000u64;
+    let src = alloc(&a, len);
+    let crc = fill(&src, len, 25);
+    let at = |c: &Capability| -> std::net::SocketAddr {
+        format!("{}:{}", c.host, c.port).parse().expect("cap address")
+    };
+    // SEND_CHKSUM (25), MD5 framing spec, LStore's empty path token (double space).
+    let t1 = alloc(&b, len);
+    let mut raw = ibp_tests::Raw::connect(at(&src.read));
+    let (k, tk) = (src.read.rid.clone() + "#" + &src.read.key, src.read.typekey.clone());
+    let reply = raw.cmd(&format!("1 25 4 65536 {k}  {} {tk} 0 {len} 30 30 30", t1.write.to_url()));
+    assert_eq!(
+        reply.split_whitespace().collect::<Vec<_>>(),
+        ["1", &len.to_string()],
+        "SEND_CHKSUM"
+    );
+    assert_eq!(crc_of(&t1.read, 0, len), crc);
+    // PUSH_CHKSUM (22) at an explicit remote offset.
+    let t2 = alloc(&b, 2 * len);
+    let reply =
+        raw.cmd(&format!("1 22 4 65536 1 {k} {} {tk} 0 {len} {len} 30 30 30", t2.write.to_url()));
+    assert_eq!(reply.split_whitespace().next(), Some("1"), "PUSH_CHKSUM: {reply}");
+    assert_eq!(crc_of(&t2.read, len, len), crc);
+    // PULL_CHKSUM (23) into a fresh local allocation, appended.
+    let local = alloc(&a, len);
+    let mut raw2 = ibp_tests::Raw::connect(at(&local.write));
+    let reply = raw2.cmd(&format!(
+        "1 23 1 65536 1 {}#{} {} {} -1 0 {len} 30 30 30",
+        local.write.rid,
+        local.write.key,
+        t1.read.to_url(),
+        local.write.typekey
+    ));
+    assert_eq!(reply.split_whitespace().next(), Some("1"), "PULL_CHKSUM: {reply}");
+    assert_eq!(crc_of(&local.read, 0, len), crc);
+    // An unknown checksum type is refused, and the connection still serves.
+    let t3 = alloc(&b, len);
+    let reply = raw.cmd(&format!("1 25 99 65536 {k} {} {tk} 0 {len} 30 30 30", t3.write.to_url()));
+    assert_eq!(reply.split_whitespace().next(), Some("-43"), "bad checksum type: {reply}");
+    assert_eq!(size_of(&t3.write), 0, "nothing copied");
+}

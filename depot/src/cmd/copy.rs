@@ -14,6 +14,9 @@
 //!   as ACCRE). A stalled or dead target ends the copy with an error within those bounds.
 //! * Errors: the target's own IBP code when it refuses (e.g. −4 for a bad target capability,
 //!   −19 when it is full), −62 when it cannot be reached.
+//! * The `_CHKSUM` variants (22 PUSH, 23 PULL, 25 SEND, 26 PHOEBUS_SEND) are served as the
+//!   plain ones, as ACCRE's depot does (its nested command is plain too); a malformed
+//!   checksum spec answers −43.
 //! * PHOEBUS (ctype 2 / command 17): there is no Phoebus overlay here; a gateway list of
 //!   `auto` or empty is served as a plain TCP copy, an explicit gateway list answers −43.
 
@@ -53,6 +56,21 @@ fn times(t: i64, dest_t: i64, dest_client_t: i64) -> Result<Times, ErrorCode> {
     Ok(Times { own: server_sync(t), dest_s: dest_t, dest_wait: server_sync(dest_client_t) })
 }
 
+/// The `_CHKSUM` copy variants (22, 23, 25, 26) name a network checksum for the depot-to-depot
+/// leg. ACCRE's own depot sends the nested command plain for them (PROTOCOL.md §9, the caveat
+/// on `handle_transfer`), and so do we: both ends still verify CRC32 per block on disk, so a
+/// corrupted source block is never sent and a target never keeps bytes it did not receive.
+/// The checksum spec must still be well formed (known type, sane block size).
+fn valid_chksum(spec: &Option<ibp_client::proto::request::ChksumSpec>) -> bool {
+    match spec {
+        None => true,
+        Some(s) => {
+            ibp_client::proto::request::ChksumType::from_i32(s.cstype).is_some()
+                && (s.cstype == 0 || (s.blocksize > 0 && s.blocksize <= 1 << 31))
+        }
+    }
+}
+
 /// A Phoebus path token is acceptable only when it asks for no particular gateway.
 fn plain_path(path: &Option<String>) -> bool {
     match path.as_deref() {
@@ -62,7 +80,7 @@ fn plain_path(path: &Option<String>) -> bool {
 }
 
 pub async fn send(ctx: &mut Ctx<'_>, r: DepotCopy) -> (Next, bool) {
-    if r.chksum.is_some() || !plain_path(&r.path) {
+    if !valid_chksum(&r.chksum) || !plain_path(&r.path) {
         return reply_error(ctx.conn, ErrorCode::UnknownFunction, Next::Continue).await;
     }
     let t = match times(r.timeout_s, r.dest_timeout_s, r.dest_client_timeout_s) {
@@ -74,7 +92,7 @@ pub async fn send(ctx: &mut Ctx<'_>, r: DepotCopy) -> (Next, bool) {
 }
 
 pub async fn push(ctx: &mut Ctx<'_>, r: Transfer) -> (Next, bool) {
-    if r.chksum.is_some() || !(r.ctype == 1 || (r.ctype == 2 && plain_path(&r.path))) {
+    if !valid_chksum(&r.chksum) || !(r.ctype == 1 || (r.ctype == 2 && plain_path(&r.path))) {
         return reply_error(ctx.conn, ErrorCode::UnknownFunction, Next::Continue).await;
     }
     let t = match times(r.timeout_s, r.dest_timeout_s, r.dest_client_timeout_s) {
@@ -91,7 +109,7 @@ pub async fn push(ctx: &mut Ctx<'_>, r: Transfer) -> (Next, bool) {
 }
 
 pub async fn pull(ctx: &mut Ctx<'_>, r: Transfer) -> (Next, bool) {
-    if r.chksum.is_some() || !(r.ctype == 1 || (r.ctype == 2 && plain_path(&r.path))) {
+    if !valid_chksum(&r.chksum) || !(r.ctype == 1 || (r.ctype == 2 && plain_path(&r.path))) {
         return reply_error(ctx.conn, ErrorCode::UnknownFunction, Next::Continue).await;
     }
     let t = match times(r.timeout_s, r.dest_timeout_s, r.dest_client_timeout_s) {
