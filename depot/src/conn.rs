@@ -15,6 +15,11 @@ use ibp_io::net::TcpStream;
 use ibp_io::time::timeout;
 use ibp_io::{FixedBuf, IoBuf, IoBufMut};
 
+/// Lingering close: how long, and how many bytes, a closing connection keeps draining.
+const LINGER: Duration = Duration::from_millis(500);
+const LINGER_MAX_BYTES: usize = 64 << 20;
+const LINGER_CHUNK: usize = 64 * 1024;
+
 /// Bytes read from the socket at a time while looking for a command line.
 const READ_CHUNK: usize = 16 * 1024;
 
@@ -193,11 +198,30 @@ impl Conn {
     }
 
     /// ACCRE's goodbye: `-66 <backoff seconds>\n`, then the socket closes (on drop).
+    ///
+    /// Then a bounded lingering close: bytes the client already pipelined (the payload of a
+    /// refused STORE) are read and dropped for a moment, so the close is a FIN after our
+    /// replies rather than a reset, which would let the client's kernel discard the error
+    /// reply before the client reads it.
     pub async fn close_with_notice(self, backoff_s: f64) {
         let mut out = Vec::with_capacity(16);
         reply::close_notice(&mut out, backoff_s);
         let _ = timeout(Duration::from_secs(2), self.stream.write_all_vec(out)).await;
         let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        let drain = async {
+            let mut drained = 0usize;
+            let mut buf = Vec::with_capacity(LINGER_CHUNK);
+            while drained < LINGER_MAX_BYTES {
+                buf.clear();
+                let (r, b) = self.stream.read(buf).await;
+                buf = b;
+                match r {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => drained += n,
+                }
+            }
+        };
+        let _ = timeout(LINGER, drain).await;
     }
 }
 

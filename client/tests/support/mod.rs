@@ -107,6 +107,22 @@ struct Io {
 }
 
 impl Io {
+    /// A refused write whose payload the client already pipelined: stop sending, then read
+    /// and drop what still arrives (bounded) before closing, as a real depot should, so the
+    /// close is a FIN after the error reply and not a reset that could destroy the reply.
+    fn linger(&mut self) {
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        let _ = self.stream.set_read_timeout(Some(std::time::Duration::from_millis(500)));
+        let mut sink = [0u8; 64 * 1024];
+        let mut total = 0usize;
+        while total < 64 << 20 {
+            match std::io::Read::read(&mut self.stream, &mut sink) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    }
+
     fn line(&mut self) -> Option<Vec<u8>> {
         loop {
             if let Ok(Some(n)) = find_line(&self.buf, MAX_LINE_BYTES) {
@@ -309,6 +325,7 @@ fn write(
         Ok(id) => id,
         Err(code) => {
             error(io, code);
+            io.linger();
             return false;
         }
     };
@@ -319,6 +336,7 @@ fn write(
         if at + len > alloc.max_size {
             drop(st);
             error(io, ErrorCode::WouldExceedLimit);
+            io.linger();
             return false;
         }
         at
