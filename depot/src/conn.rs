@@ -153,6 +153,37 @@ impl Conn {
         Ok(window.buf)
     }
 
+    /// Receives exactly `dst.len()` payload bytes straight into `dst` (a RAM region), taking
+    /// pipelined bytes first. Each socket read waits at most `inactivity`; after an error
+    /// nothing writes into `dst` any more (see `TcpStream::recv_slice`).
+    pub async fn recv_exact_slice(
+        &mut self,
+        dst: &mut [u8],
+        inactivity: Duration,
+    ) -> io::Result<()> {
+        let from_buffer = dst.len().min(self.buffered().len());
+        dst[..from_buffer].copy_from_slice(&self.buffered()[..from_buffer]);
+        self.consume(from_buffer);
+        let mut at = from_buffer;
+        while at < dst.len() {
+            match timeout(inactivity, self.stream.recv_slice(&mut dst[at..])).await {
+                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(Ok(n)) => at += n,
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `data` (a RAM region's bytes), waiting at most `limit` for it to drain.
+    pub async fn send_slice(&self, data: &[u8], limit: Duration) -> io::Result<()> {
+        match timeout(limit, self.stream.send_slice(data)).await {
+            Err(_) => Err(io::ErrorKind::TimedOut.into()),
+            Ok(r) => r,
+        }
+    }
+
     /// Receives exactly `n` bytes into a fresh vector (a hex digest between network blocks,
     /// or the rest of a network block read ahead). `n` is bounded by the caller (at most one
     /// transfer buffer); each socket read waits at most `inactivity`.

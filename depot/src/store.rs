@@ -30,8 +30,39 @@ pub struct Store {
 enum Backend {
     /// An O_DIRECT file or block device; the region starts `base` bytes into it.
     Disk(Rc<DmaFile>, u64),
-    Ram(RefCell<memmap2::MmapMut>),
+    Ram(RamRegion),
     Faulty(Box<Store>, Rc<FaultPlan>),
+}
+
+/// A RAM region: anonymous memory mapped for the life of the store.
+///
+/// It is reached only through slices of the ranges being accessed, never one `&mut` over the
+/// whole map: a RAM transfer holds a slice of its own blocks across awaits (socket bytes go
+/// straight into the region, see [`Store::ram_slice`]) while other tasks of the core use
+/// other ranges. Disjointness comes from the allocation table (extents never overlap) and the
+/// block locks (one writer, or readers, per block).
+struct RamRegion {
+    /// Owns the mapping (unmapped on drop); never dereferenced.
+    _map: memmap2::MmapMut,
+    ptr: *mut u8,
+}
+
+impl RamRegion {
+    /// # Safety
+    /// `r` must lie inside the region and no `&mut` to an overlapping range may be live.
+    unsafe fn slice(&self, r: std::ops::Range<usize>) -> &[u8] {
+        // SAFETY: per the contract, the range is inside the mapping.
+        unsafe { std::slice::from_raw_parts(self.ptr.add(r.start), r.len()) }
+    }
+
+    /// # Safety
+    /// `r` must lie inside the region and no other reference to an overlapping range may be
+    /// live while the slice is.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn slice_mut(&self, r: std::ops::Range<usize>) -> &mut [u8] {
+        // SAFETY: per the contract, the range is inside the mapping and unaliased.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(r.start), r.len()) }
+    }
 }
 
 /// Faults to inject, for tests: each counter fails the n-th call from now (0 = never).
@@ -82,8 +113,9 @@ impl Store {
         // Pre-faulted (MAP_POPULATE): first-touch page faults would otherwise run on the
         // shard's core during the first STORE into each page and cap RAM stores well below
         // memory speed. The region's capacity is therefore committed memory from start-up.
-        let map = memmap2::MmapOptions::new().len(len_usize).populate().map_anon()?;
-        Ok(Store::with(Backend::Ram(RefCell::new(map)), len))
+        let mut map = memmap2::MmapOptions::new().len(len_usize).populate().map_anon()?;
+        let ptr = map.as_mut_ptr();
+        Ok(Store::with(Backend::Ram(RamRegion { _map: map, ptr }), len))
     }
 
     /// Wraps `inner` so that `plan` can make its calls fail.
@@ -121,6 +153,30 @@ impl Store {
         self.dirty.get()
     }
 
+    /// Whether this is a RAM store whose bytes transfers may move directly (see
+    /// [`Store::ram_slice`]). Fault-injecting wrappers answer no.
+    pub fn is_direct(&self) -> bool {
+        matches!(self.backend, Backend::Ram(_))
+    }
+
+    /// For a RAM store: the region's bytes `[off, off + len)`, so a transfer can receive from
+    /// or send to the socket without a bounce buffer. `None` on other stores or out of range.
+    ///
+    /// # Safety
+    /// The caller must hold the block lock of the allocation range (exclusive to write into
+    /// the slice, shared to read it), and the range must belong to that allocation, so no
+    /// other reference to these bytes exists while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn ram_slice(&self, off: u64, len: usize) -> Option<&mut [u8]> {
+        match &self.backend {
+            // SAFETY: the range is checked against the region; exclusivity is the caller's.
+            Backend::Ram(region) => {
+                ram_range(off, len, self.len).ok().map(|r| unsafe { region.slice_mut(r) })
+            }
+            _ => None,
+        }
+    }
+
     /// Reads `len` bytes at `off` into the start of `buf` (O_DIRECT alignment applies on disk).
     pub async fn read<B: IoBufMut>(&self, buf: B, off: u64, len: usize) -> (io::Result<()>, B) {
         match &self.backend {
@@ -138,15 +194,14 @@ impl Store {
                 });
                 (r, b)
             }
-            Backend::Ram(map) => {
+            Backend::Ram(region) => {
                 let mut buf = buf;
                 if len > buf.bytes_total() {
                     return (Err(io::Error::other("read longer than the buffer")), buf);
                 }
                 let r = ram_range(off, len, self.len).map(|range| {
-                    let map = map.borrow();
-                    // SAFETY: len ≤ bytes_total was checked just above.
-                    unsafe { ram_copy_into(&mut buf, &map[range]) };
+                    // SAFETY: the range is inside the region (checked) and len ≤ bytes_total.
+                    unsafe { ram_copy_into(&mut buf, region.slice(range)) };
                 });
                 (r, buf)
             }
@@ -179,7 +234,7 @@ impl Store {
                 let (r, b) = f.write_at(buf, base + off, range).await;
                 (r.map(|_| ()), b)
             }
-            Backend::Ram(map) => {
+            Backend::Ram(region) => {
                 let r = ram_range(off, range.len(), self.len).and_then(|dst| {
                     if range.end > buf.bytes_init() {
                         return Err(io::Error::other("write range past the buffer"));
@@ -188,7 +243,8 @@ impl Store {
                     let src = unsafe {
                         std::slice::from_raw_parts(buf.stable_ptr().add(range.start), range.len())
                     };
-                    map.borrow_mut()[dst].copy_from_slice(src);
+                    // SAFETY: dst is inside the region (checked).
+                    unsafe { region.slice_mut(dst) }.copy_from_slice(src);
                     Ok(())
                 });
                 (r, buf)
@@ -259,9 +315,10 @@ impl Store {
                 }
                 Ok(())
             }
-            Backend::Ram(map) => {
+            Backend::Ram(region) => {
                 let r = ram_range(off, data.len(), self.len)?;
-                map.borrow_mut()[r].copy_from_slice(data);
+                // SAFETY: r is inside the region (checked).
+                unsafe { region.slice_mut(r) }.copy_from_slice(data);
                 Ok(())
             }
             Backend::Faulty(inner, _) => inner.write_blocking(off, data),
@@ -290,9 +347,10 @@ impl Store {
                 }
                 Ok(())
             }
-            Backend::Ram(map) => {
+            Backend::Ram(region) => {
                 let r = ram_range(off, len as usize, self.len)?;
-                map.borrow_mut()[r].fill(0);
+                // SAFETY: r is inside the region (checked).
+                unsafe { region.slice_mut(r) }.fill(0);
                 Ok(())
             }
             Backend::Faulty(inner, _) => inner.zero(off, len),

@@ -64,6 +64,27 @@ impl Sink for ConnSink<'_> {
         }
         Ok(())
     }
+
+    async fn chunk_slice(&mut self, data: &[u8]) -> io::Result<()> {
+        let Some(f) = self.frame.as_mut() else {
+            return self.conn.send_slice(data, self.limit).await;
+        };
+        let (mut seg, mut pos) = (0, 0);
+        while pos < data.len() {
+            let n = f.next_take(data.len() - pos);
+            let due = f.absorb(&data[pos..pos + n]);
+            pos += n;
+            if due {
+                self.conn.send_slice(&data[seg..pos], self.limit).await?;
+                self.conn.send(f.finish().to_hex()).await?;
+                seg = pos;
+            }
+        }
+        if seg < data.len() {
+            self.conn.send_slice(&data[seg..], self.limit).await?;
+        }
+        Ok(())
+    }
 }
 
 pub async fn run(

@@ -35,6 +35,22 @@ pub trait Sink {
     async fn begin(&mut self, len: u64) -> io::Result<()>;
     /// Takes `buf[range]`, the next bytes of the transfer.
     async fn chunk(&mut self, buf: FixedBuf, range: Range<usize>) -> io::Result<()>;
+
+    /// Takes `data`, the next bytes of the transfer, from memory that is not a pool buffer (a
+    /// RAM region); nothing may refer to it after this returns. By default the bytes go
+    /// through pool buffers to [`Sink::chunk`]; a socket sink sends them directly.
+    async fn chunk_slice(&mut self, data: &[u8]) -> io::Result<()> {
+        let mut at = 0;
+        while at < data.len() {
+            let mut buf = ibp_io::buf::acquire().await;
+            let n = buf.capacity().min(data.len() - at);
+            buf.as_full_mut()[..n].copy_from_slice(&data[at..at + n]);
+            buf.set_len(n);
+            self.chunk(buf, 0..n).await?;
+            at += n;
+        }
+        Ok(())
+    }
 }
 
 /// Why a read transfer failed.
@@ -152,6 +168,9 @@ pub async fn stream_spans<S: Sink>(
         let cb = v.checksum_block;
         plan.extend(chunks(s.start, s.end, cb, shard.cfg.buffer_bytes, v.extent_bytes));
     }
+    if shard.stores[v.resource as usize].is_direct() {
+        return stream_direct(shard, &v, &plan, total, sink).await;
+    }
     // Keep READS_AHEAD chunks in flight so the disk sees a queue, not one read at a time.
     let mut ahead: std::collections::VecDeque<_> =
         plan.iter().take(READS_AHEAD).map(|c| spawn_read(shard.clone(), v, c.clone())).collect();
@@ -185,6 +204,62 @@ pub async fn stream_spans<S: Sink>(
     Ok(())
 }
 
+/// RAM: every chunk is verified in the region and handed to the sink from there (no bounce
+/// buffer). The caller holds the blocks shared, so no writer changes them meanwhile.
+async fn stream_direct<S: Sink>(
+    shard: &Shard,
+    v: &View,
+    plan: &[Chunk],
+    total: u64,
+    sink: &mut S,
+) -> Result<(), ReadFailure> {
+    let store = &shard.stores[v.resource as usize];
+    for (i, c) in plan.iter().enumerate() {
+        // SAFETY: the caller holds these blocks shared (no writer) and they belong to the
+        // allocation's extent; the slice is only read, and dropped before the guard.
+        let region = unsafe { store.ram_slice(v.base + c.alloc_off, c.disk_len) };
+        let checked = match region {
+            Some(r) if c.payload.end <= r.len() => verify_blocks(shard, v, c, r).map(|()| &*r),
+            _ => Err("RAM range outside the region".to_string()),
+        };
+        let region = match checked {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(shard = shard.idx, cause = %e, "load failed");
+                if i == 0 {
+                    let code = if e.starts_with("checksum") {
+                        ErrorCode::Chksum
+                    } else {
+                        ErrorCode::FileRead
+                    };
+                    return Err(ReadFailure::Refused(code));
+                }
+                return Err(ReadFailure::Storage(e));
+            }
+        };
+        if i == 0 {
+            sink.begin(total).await.map_err(ReadFailure::Sink)?;
+        }
+        sink.chunk_slice(&region[c.payload.clone()]).await.map_err(ReadFailure::Sink)?;
+    }
+    Ok(())
+}
+
+/// Checks every block of chunk `c`, as it is in `data`, against the allocation's CRCs.
+fn verify_blocks(shard: &Shard, v: &View, c: &Chunk, data: &[u8]) -> Result<(), String> {
+    let got = chunk_crcs(data, c, v.checksum_block);
+    let t = shard.table.borrow();
+    let a = t.get(v.id).ok_or("allocation vanished during the load")?;
+    for (i, crc) in got.iter().enumerate() {
+        let block = c.first_block + i as u64;
+        if a.crcs.get(block, v.checksum_block) != *crc {
+            // Never name the capability; the allocation number and block locate the damage.
+            return Err(format!("checksum mismatch in allocation {} block {block}", v.id));
+        }
+    }
+    Ok(())
+}
+
 /// Reads and verifies one chunk in its own task, so the next chunk's disk read overlaps the
 /// current chunk's send.
 fn spawn_read(shard: Rc<Shard>, v: View, c: Chunk) -> (ibp_io::JoinHandle, ReadResult) {
@@ -202,15 +277,6 @@ pub async fn read_chunk(shard: &Shard, v: &View, c: &Chunk) -> Result<FixedBuf, 
     let (r, buf) =
         shard.stores[v.resource as usize].read(buf, v.base + c.alloc_off, c.disk_len).await;
     r.map_err(|e: io::Error| e.to_string())?;
-    let got = chunk_crcs(buf.as_slice(), c, v.checksum_block);
-    let t = shard.table.borrow();
-    let a = t.get(v.id).ok_or("allocation vanished during the load")?;
-    for (i, crc) in got.iter().enumerate() {
-        let block = c.first_block + i as u64;
-        if a.crcs.get(block, v.checksum_block) != *crc {
-            // Never name the capability; the allocation number and block locate the damage.
-            return Err(format!("checksum mismatch in allocation {} block {block}", v.id));
-        }
-    }
+    verify_blocks(shard, v, c, buf.as_slice())?;
     Ok(buf)
 }

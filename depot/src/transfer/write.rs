@@ -53,6 +53,20 @@ pub trait Source {
     /// byte it gave is final: a source that checks the bytes (network checksums) checks them
     /// before returning, since the chunk goes to disk next.
     async fn fill(&mut self, buf: FixedBuf, at: usize, n: usize) -> io::Result<FixedBuf>;
+
+    /// Whether [`Source::fill_slice`] may be used: the bytes need no check before they land
+    /// (a plain socket; not network-checksummed payload, which must be verified first).
+    fn fills_slices(&self) -> bool {
+        false
+    }
+
+    /// Fills all of `dst` with the next bytes of the payload, straight into memory that is not
+    /// a pool buffer (a RAM region). Only called when [`Source::fills_slices`] says so; nothing
+    /// may write into `dst` after it returns or its future is dropped.
+    async fn fill_slice(&mut self, dst: &mut [u8]) -> io::Result<()> {
+        let _ = dst;
+        Err(io::Error::other("this source cannot fill slices"))
+    }
 }
 
 /// Why a transfer failed: the peer (socket, or bytes it refused) or our storage.
@@ -295,6 +309,22 @@ impl WriteTicket {
     ) -> Result<(Vec<u32>, Vec<u8>), Failure> {
         let v = &self.v;
         let cb = v.checksum_block;
+        let store = &self.shard.stores[v.resource as usize];
+        if store.is_direct() && src.fills_slices() && c.payload.end <= c.disk_len {
+            // RAM: the payload goes straight from the socket into the region, whose edge bytes
+            // are already what the block must keep (data below, zeros past the size).
+            written.push(c.first_block..c.first_block + c.blocks);
+            // SAFETY: this write holds the chunk's blocks exclusively (begin_target) and they
+            // belong to the allocation's extent; the slice is dropped before the guard.
+            let Some(region) = (unsafe { store.ram_slice(v.base + c.alloc_off, c.disk_len) })
+            else {
+                return Err(Failure::Storage("RAM range outside the region".into()));
+            };
+            src.fill_slice(&mut region[c.payload.clone()]).await.map_err(Failure::Peer)?;
+            let crcs = chunk_crcs(region, c, cb);
+            let sums = v.digest.map_or_else(Vec::new, |k| chunk_sums(region, c, cb, k));
+            return Ok((crcs, sums));
+        }
         let mut buf = ibp_io::buf::acquire().await;
         buf.set_len(0);
         buf = prefill_edges(&self.shard, v, c, data_end, buf)

@@ -159,6 +159,83 @@ impl TcpStream {
         (Ok(()), buf)
     }
 
+    /// Waits until the socket is readable (bytes, end of stream or an error pending), through
+    /// IORING_OP_POLL_ADD. No memory is lent to the kernel.
+    pub async fn readable(&self) -> io::Result<()> {
+        self.poll(libc::POLLIN).await
+    }
+
+    /// Waits until the socket has room to send (or an error pending).
+    pub async fn writable(&self) -> io::Result<()> {
+        self.poll(libc::POLLOUT).await
+    }
+
+    async fn poll(&self, events: libc::c_short) -> io::Result<()> {
+        let entry = opcode::PollAdd::new(types::Fd(self.fd.raw()), events as u32).build();
+        let (completion, _fd) = Op::submit(entry, self.fd.clone()).await;
+        completion.into_io().map(drop)
+    }
+
+    /// Receives into `dst`, which need not be an owned buffer: a non-blocking `recv(2)` copies
+    /// whatever is there, and only when nothing is does the ring wait for readiness. No kernel
+    /// operation ever holds `dst`, so once this returns (or its future is dropped, e.g. by a
+    /// timeout) nothing writes into it any more. This is how bytes go straight from the socket
+    /// into memory the runtime does not own (a RAM region). `Ok(0)` = the peer closed.
+    pub async fn recv_slice(&self, dst: &mut [u8]) -> io::Result<usize> {
+        if dst.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "read into an empty slice"));
+        }
+        let len = dst.len().min(MAX_OP_BYTES);
+        loop {
+            // SAFETY: dst is valid for `len` writable bytes for the duration of the call.
+            let n = unsafe {
+                libc::recv(self.fd.raw(), dst.as_mut_ptr().cast(), len, libc::MSG_DONTWAIT)
+            };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => self.readable().await?,
+                io::ErrorKind::Interrupted => {}
+                _ => return Err(e),
+            }
+        }
+    }
+
+    /// Sends all of `src`, which need not be an owned buffer: non-blocking `send(2)` calls copy
+    /// it into the socket, waiting through the ring for room when the socket is full. Nothing
+    /// refers to `src` once this returns or its future is dropped.
+    pub async fn send_slice(&self, src: &[u8]) -> io::Result<()> {
+        let mut at = 0;
+        while at < src.len() {
+            let len = (src.len() - at).min(MAX_OP_BYTES);
+            // SAFETY: src[at..at + len] is valid readable memory for the duration of the call.
+            let n = unsafe {
+                libc::send(
+                    self.fd.raw(),
+                    src.as_ptr().add(at).cast(),
+                    len,
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+            if n > 0 {
+                at += n as usize;
+                continue;
+            }
+            if n == 0 {
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "send returned 0"));
+            }
+            let e = io::Error::last_os_error();
+            match e.kind() {
+                io::ErrorKind::WouldBlock => self.writable().await?,
+                io::ErrorKind::Interrupted => {}
+                _ => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// Sends a whole `Vec` (reply lines and other small messages).
     pub async fn write_all_vec(&self, bytes: Vec<u8>) -> io::Result<()> {
         let len = bytes.len();

@@ -120,6 +120,67 @@ fn dropped_read_keeps_buffer_until_completion() {
     });
 }
 
+/// 8 MiB each way through `send_slice`/`recv_slice` (plain slices, no pool buffers): every
+/// byte arrives in order, and a reader waiting on an idle socket is woken by readiness.
+#[test]
+fn slice_transfer_round_trip() {
+    let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    rt.block_on(async {
+        let listener = TcpListener::bind(loopback(), false).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let total = 8 << 20;
+        let sender = spawn(async move {
+            let (stream, _) = listener.accept().await.expect("accept");
+            // Let the reader find the socket empty first, so it waits on readiness.
+            crate::time::sleep(Duration::from_millis(20)).await;
+            let data: Vec<u8> = (0..total).map(pattern).collect();
+            stream.send_slice(&data).await.expect("send_slice");
+            stream.shutdown(Shutdown::Write).expect("shutdown");
+        });
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let mut got = vec![0u8; total];
+        let mut at = 0;
+        loop {
+            let end = (at + 300_001).min(total);
+            if at == end {
+                let mut extra = [0u8; 16];
+                let n = client.recv_slice(&mut extra).await.expect("eof");
+                assert_eq!(n, 0, "no bytes past the total");
+                break;
+            }
+            let n = client.recv_slice(&mut got[at..end]).await.expect("recv_slice");
+            assert!(n > 0, "early end of stream at {at}");
+            at += n;
+        }
+        sender.await;
+        assert!(got.iter().enumerate().all(|(i, &b)| b == pattern(i)), "bytes differ");
+        assert!(client.recv_slice(&mut []).await.is_err(), "empty slice is refused");
+    });
+}
+
+/// A timed-out `recv_slice` leaves nothing behind that could still write into the slice:
+/// bytes sent after the timeout stay in the socket for the next read.
+#[test]
+fn timed_out_recv_slice_holds_no_memory() {
+    let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
+    rt.block_on(async {
+        let listener = TcpListener::bind(loopback(), false).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let client = TcpStream::connect(addr).await.expect("connect");
+        let (server, _) = listener.accept().await.expect("accept");
+        let mut first = [0u8; 8];
+        let res = timeout(Duration::from_millis(20), server.recv_slice(&mut first)).await;
+        assert!(res.is_err(), "nothing was sent, so the read times out");
+        client.send_slice(b"abcdefgh").await.expect("send");
+        crate::time::sleep(Duration::from_millis(20)).await;
+        assert_eq!(first, [0u8; 8], "the abandoned read wrote nothing");
+        let mut second = [0u8; 8];
+        let n = server.recv_slice(&mut second).await.expect("recv");
+        assert_eq!(&second[..n], &b"abcdefgh"[..n]);
+        assert!(n > 0);
+    });
+}
+
 #[test]
 fn write_to_closed_peer_is_an_error_not_sigpipe() {
     let rt = Runtime::new(RuntimeConfig::default()).expect("runtime");
