@@ -106,6 +106,10 @@ struct DepotArgs {
     /// With --spawn: shards (default: all cores).
     #[arg(long, requires = "spawn")]
     cores: Option<usize>,
+    /// With --spawn: the resources' checksum block (default 64KiB; 4KiB suits small random
+    /// I/O: a 4 KiB read then moves and verifies 4 KiB, not a whole 64 KiB block).
+    #[arg(long, value_parser = parse_size, requires = "spawn", value_name = "SIZE")]
+    checksum_block: Option<u64>,
     /// Resource id to allocate on (with --spawn: 1 = disk, 2 = RAM).
     #[arg(long, default_value = "1")]
     rid: String,
@@ -123,6 +127,10 @@ struct RunArgs {
     /// Commands in flight per stream in the sequential phases (pipelining).
     #[arg(long, default_value_t = 2)]
     qd: usize,
+    /// Make the data allocation soft (a write is acknowledged without fdatasync) instead of
+    /// hard; the allocate/remove phase stays hard.
+    #[arg(long)]
+    soft: bool,
     /// Sizes of the small random read/write phases, comma-separated.
     #[arg(long, default_value = "4KiB,64KiB", value_delimiter = ',', value_parser = parse_size)]
     small: Vec<u64>,
@@ -229,6 +237,7 @@ fn spawn_spec(d: &DepotArgs, dir: &std::path::Path, size: u64) -> SpawnSpec {
         cores,
         disk_capacity_bytes: (per_shard * shards).max(1 << 30),
         ram_capacity_bytes: d.ram,
+        checksum_block_bytes: d.checksum_block,
     }
 }
 
@@ -280,7 +289,11 @@ fn run_run(a: &RunArgs) -> Result<Report, String> {
         phase_limit: limit,
         small_sizes: a.small.clone(),
         bulk_only: false,
+        soft: a.soft,
     };
+    if a.soft {
+        report.notes.push("the data allocation is soft: writes are not fdatasync'd".into());
+    }
     let mut figures = workload::run(&p).map_err(|e| format!("run against {depot}: {e}"))?;
     drop(spawned);
     if !limits.is_empty() {
@@ -340,6 +353,7 @@ fn run_sweep(a: &SweepArgs) -> Result<Report, String> {
         phase_limit: Duration::from_secs(1),
         small_sizes: Vec::new(),
         bulk_only: true,
+        soft: false,
     };
     sweep::sweep(&grid, &target, &base, &mut report)?;
     Ok(report)

@@ -33,6 +33,8 @@ pub struct SpawnSpec {
     pub cores: usize,
     pub disk_capacity_bytes: u64,
     pub ram_capacity_bytes: Option<u64>,
+    /// `checksum_block` of every resource (`None`: the depot's default).
+    pub checksum_block_bytes: Option<u64>,
 }
 
 /// A running depot of ours; stopped and cleaned up on drop.
@@ -152,10 +154,13 @@ fn config_text(spec: &SpawnSpec, root: &Path) -> String {
         root.join("disk").display(),
         spec.disk_capacity_bytes,
     );
+    let block = spec.checksum_block_bytes.map(|b| format!("checksum_block = \"{b}B\"\n"));
+    text.push_str(block.as_deref().unwrap_or(""));
     if let Some(ram) = spec.ram_capacity_bytes {
         text.push_str(&format!(
             "\n[[resource]]\nrid = \"{RAM_RID}\"\nkind = \"ram\"\ncapacity = \"{ram}B\"\n"
         ));
+        text.push_str(block.as_deref().unwrap_or(""));
     }
     text
 }

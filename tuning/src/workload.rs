@@ -49,6 +49,8 @@ pub struct Params {
     pub small_sizes: Vec<u64>,
     /// Skip allocate/remove and the small phases (sweeps measure only the bulk path).
     pub bulk_only: bool,
+    /// The data allocation is soft (no fdatasync per write) instead of hard.
+    pub soft: bool,
 }
 
 /// The figures of one `run`, in order.
@@ -58,7 +60,8 @@ pub fn run(p: &Params) -> WireResult<Vec<Figure>> {
         figures.extend(alloc_remove(p)?);
     }
     let depot = wire::depot(p.depot);
-    let caps = depot.allocate(p.size_bytes, LEASE_S, Reliability::Hard, Some(&p.rid))?;
+    let reliability = if p.soft { Reliability::Soft } else { Reliability::Hard };
+    let caps = depot.allocate(p.size_bytes, LEASE_S, reliability, Some(&p.rid))?;
     let result = bulk_phases(p, &caps.read, &caps.write, &mut figures);
     let cleanup = depot.handle(&caps.manage).decr(CapKind::Read);
     result?;

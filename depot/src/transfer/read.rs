@@ -131,8 +131,18 @@ async fn server_sync_wait(
     }
 }
 
-/// Chunks read ahead of the one being sent (each holds one pool buffer).
-const READS_AHEAD: usize = 4;
+/// Bytes a load keeps in flight from disk ahead of the chunk being sent: a virtual or
+/// flash disk needs a queue of several MiB to stream (4 chunks of 256 KiB gave loads of
+/// 1.2 GB/s here, 16 gave 1.4–2.4 GB/s against an O_DIRECT limit of 2.6; docs/benchmarks.md).
+const READ_AHEAD_BYTES: u64 = 4 << 20;
+
+/// Chunks read ahead of the one being sent (each holds one pool buffer): `READ_AHEAD_BYTES`
+/// worth, at least 2, and at most a quarter of the core's pool so a few loads can stream at
+/// once.
+fn reads_ahead(shard: &Shard) -> usize {
+    let chunks = (READ_AHEAD_BYTES / shard.cfg.buffer_bytes.max(1)) as usize;
+    chunks.clamp(2, (shard.cfg.buffers_per_core / 4).max(2))
+}
 
 type ReadResult = Rc<Cell<Option<Result<FixedBuf, String>>>>;
 
@@ -171,9 +181,10 @@ pub async fn stream_spans<S: Sink>(
     if shard.stores[v.resource as usize].is_direct() {
         return stream_direct(shard, &v, &plan, total, sink).await;
     }
-    // Keep READS_AHEAD chunks in flight so the disk sees a queue, not one read at a time.
+    // Keep chunks in flight so the disk sees a queue, not one read at a time.
+    let depth = reads_ahead(shard);
     let mut ahead: std::collections::VecDeque<_> =
-        plan.iter().take(READS_AHEAD).map(|c| spawn_read(shard.clone(), v, c.clone())).collect();
+        plan.iter().take(depth).map(|c| spawn_read(shard.clone(), v, c.clone())).collect();
     for (i, c) in plan.iter().enumerate() {
         let Some((h, cell)) = ahead.pop_front() else { break };
         h.await;
@@ -193,7 +204,7 @@ pub async fn stream_spans<S: Sink>(
             }
             None => return Err(ReadFailure::Storage("read task ended without a result".into())),
         };
-        if let Some(nc) = plan.get(i + READS_AHEAD) {
+        if let Some(nc) = plan.get(i + depth) {
             ahead.push_back(spawn_read(shard.clone(), v, nc.clone()));
         }
         if i == 0 {
