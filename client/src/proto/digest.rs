@@ -1,5 +1,5 @@
 //! Cryptographic digests for the `_CHKSUM` commands: the per-block hash of network framing
-//! (PROTOCOL.md §10) and of the depot's per-allocation disk digests
+//! (PROTOCOL.md §10, [`super::netframe`]) and of the depot's per-allocation disk digests
 //! chosen at ALLOCATE_CHKSUM (§5, §9). The client and the depot share this one
 //! implementation.
 //!
