@@ -9,19 +9,14 @@
 //! (`cargo build --workspace --bins`). Digests expected from the depot are computed here with
 //! the `md-5`/`sha1`/`sha2` crates directly, not with the library's own hashing.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use md5::Digest as _;
 
 use ibp_client::proto::request::{ChksumSpec, Reliability, IOVEC_MAX};
 use ibp_client::proto::{CapKind, Capability, ErrorCode};
 use ibp_client::{AllocCaps, Config, Depot, Error};
-use ibp_tests::{pattern, Depot as TestDepot, DepotOpts};
+use ibp_tests::{pattern, Depot as TestDepot, DepotOpts, FlipProxy};
 
 fn config() -> Config {
     Config {
@@ -316,102 +311,6 @@ fn split_and_merge_give_the_master_its_space_back() {
     assert_eq!(body.expect("digest"), digest(3, &block));
 }
 
-// ---------------------------------------------------------------------------------------
-// A proxy that damages one byte of what the depot sends.
-
-/// Longest a proxy (or one of its connections) lives: nothing here can hang a test.
-const PROXY_LIFE: Duration = Duration::from_secs(30);
-/// Most connections one proxy accepts.
-const PROXY_MAX_CONNS: usize = 4;
-
-/// Forwards loopback connections to a depot, flipping the low bit of the byte `flip_at`
-/// bytes after the end of the depot's first reply line on each connection.
-struct FlipProxy {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    accept: Option<JoinHandle<()>>,
-}
-
-impl FlipProxy {
-    fn start(upstream: SocketAddr, flip_at: Option<usize>) -> FlipProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the proxy");
-        listener.set_nonblocking(true).expect("nonblocking accept");
-        let addr = listener.local_addr().expect("proxy address");
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let accept = thread::spawn(move || {
-            let started = Instant::now();
-            let mut conns = 0;
-            while !flag.load(Ordering::Relaxed) && started.elapsed() < PROXY_LIFE {
-                match listener.accept() {
-                    Ok((client, _)) if conns < PROXY_MAX_CONNS => {
-                        conns += 1;
-                        client.set_nonblocking(false).expect("blocking proxy socket");
-                        let depot = TcpStream::connect(upstream).expect("proxy reaches the depot");
-                        pipe(client, depot, flip_at);
-                    }
-                    Ok(_) => {}
-                    Err(_) => thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-        FlipProxy { addr, stop, accept: Some(accept) }
-    }
-
-    fn endpoint(&self) -> Depot {
-        Depot::parse(&self.addr.to_string(), config()).expect("address")
-    }
-}
-
-impl Drop for FlipProxy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = self.accept.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// Two detached copy threads; each ends at EOF, an error, or the socket timeout.
-fn pipe(client: TcpStream, depot: TcpStream, flip_at: Option<usize>) {
-    for s in [&client, &depot] {
-        s.set_read_timeout(Some(PROXY_LIFE)).expect("timeout");
-    }
-    let (c2, d2) = (client.try_clone().expect("clone"), depot.try_clone().expect("clone"));
-    thread::spawn(move || copy(client, depot, None));
-    thread::spawn(move || copy(d2, c2, flip_at));
-}
-
-fn copy(mut from: TcpStream, mut to: TcpStream, flip_at: Option<usize>) {
-    let mut buf = [0u8; 16 * 1024];
-    // Bytes seen after the first `\n` (None until it passed).
-    let mut after_line: Option<usize> = None;
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if let Some(k) = flip_at {
-            for b in &mut buf[..n] {
-                match after_line {
-                    None if *b == b'\n' => after_line = Some(0),
-                    None => {}
-                    Some(i) => {
-                        if i == k {
-                            *b ^= 1;
-                        }
-                        after_line = Some(i + 1);
-                    }
-                }
-            }
-        }
-        if to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown(std::net::Shutdown::Write);
-}
-
 #[test]
 fn a_damaged_load_names_the_bad_block() {
     let proc = TestDepot::start(DepotOpts::default());
@@ -422,7 +321,7 @@ fn a_damaged_load_names_the_bad_block() {
     let frame = 1024 + 32;
     let load = |flip_at: Option<usize>, cap: &Capability| {
         let proxy = FlipProxy::start(proc.addr(), flip_at);
-        let depot = proxy.endpoint();
+        let depot = Depot::parse(&proxy.addr().to_string(), config()).expect("address");
         let got = depot.handle(cap).load_chksum(0, 10_000, md5);
         drop(depot);
         got
@@ -442,6 +341,7 @@ fn a_damaged_load_names_the_bad_block() {
     assert!(!err.to_string().contains(&caps.read.key), "no key in the message");
     // A vector read: offsets count in the spans' bytes, in list order.
     let proxy = FlipProxy::start(proc.addr(), Some(2 * frame + 10));
-    let got = proxy.endpoint().handle(&caps.read).vec_read_chksum(&[(5000, 3000), (0, 3000)], md5);
+    let depot = Depot::parse(&proxy.addr().to_string(), config()).expect("address");
+    let got = depot.handle(&caps.read).vec_read_chksum(&[(5000, 3000), (0, 3000)], md5);
     assert!(matches!(got, Err(Error::DigestMismatch { offset: 2048 })), "{got:?}");
 }
