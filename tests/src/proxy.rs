@@ -24,9 +24,11 @@ pub const PROXY_MAX_CONNS: usize = 8;
 /// the end of the depot's first reply line on each connection (`None`: an honest proxy).
 #[derive(Debug)]
 pub struct FlipProxy {
+    /// The proxy's listening address, handed to the client under test.
     addr: SocketAddr,
     /// Tells the accept thread to stop (set on drop).
     stop: Arc<AtomicBool>,
+    /// Joined on drop, so a test never leaves the accept loop running.
     accept: Option<JoinHandle<()>>,
 }
 

@@ -63,6 +63,7 @@ impl std::error::Error for FrameError {}
 /// A validated digest kind and block size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Framing {
+    /// Which digest follows each block.
     kind: DigestKind,
     /// Payload bytes per digest, `1..=MAX_NET_BLOCK_BYTES`.
     block_bytes: u64,
@@ -119,6 +120,7 @@ impl Framing {
 #[derive(Clone)]
 pub struct FrameEncoder {
     framing: Framing,
+    /// Digest of the current block so far; restarts at every block (§10).
     hasher: Hasher,
     /// Payload bytes still to come in the current block.
     left_in_block: u64,
@@ -175,6 +177,7 @@ impl FrameEncoder {
 #[derive(Clone)]
 pub struct FrameDecoder {
     framing: Framing,
+    /// Digest of the current block's payload so far; restarts at every block.
     hasher: Hasher,
     /// Payload bytes still to come in the current block (0 while its digest is read).
     left_in_block: u64,

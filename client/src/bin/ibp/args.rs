@@ -411,3 +411,20 @@ pub fn parse_chksum_arg(text: &str) -> Result<ChksumSpec, String> {
     // Bounded by MAX_NET_BLOCK_BYTES (2^31) just above.
     Ok(ChksumSpec { cstype: cstype.code(), blocksize: block as i64 })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chksum_argument_forms() {
+        let ok = |t: &str| parse_chksum_arg(t).map(|s| (s.cstype, s.blocksize));
+        assert_eq!(ok("md5"), Ok((4, 65536)));
+        assert_eq!(ok("SHA256:4KiB"), Ok((1, 4096)));
+        assert_eq!(ok("sha1:1000"), Ok((3, 1000)));
+        assert_eq!(ok("sha512:2GiB"), Ok((2, 1 << 31)));
+        for bad in ["crc32", "md5:0", "md5:3GiB", "sha1:x", ""] {
+            assert!(parse_chksum_arg(bad).is_err(), "{bad:?}");
+        }
+    }
+}
