@@ -2,7 +2,7 @@
 //! honours ACCRE's `-66 <secs>` back-off notices with a bounded count and total wait.
 //!
 //! Depot-level calls (allocate, status) live here; calls on a capability live in
-//! [`crate::handle`].
+//! [`crate::handle`], and the rest of the 1.4 command set in [`crate::ext`].
 
 use std::sync::Mutex;
 use std::thread;
@@ -14,7 +14,9 @@ use crate::error::{Error, Result};
 use crate::handle::CapHandle;
 use crate::proto::capability::{is_valid_host, is_valid_rid, Capability};
 use crate::proto::reply::{self, InqBody, MAX_INQ_BODY_BYTES};
-use crate::proto::request::{self, Allocate, Password, Reliability, Request, Status, StatusOp};
+use crate::proto::request::{
+    self, Allocate, ChksumSpec, Password, Reliability, Request, Status, StatusOp,
+};
 
 /// The IBP default port (PROTOCOL.md §1).
 pub const DEFAULT_PORT: u16 = 6714;
@@ -187,6 +189,19 @@ impl Depot {
         reliability: Reliability,
         rid: Option<&str>,
     ) -> Result<AllocCaps> {
+        self.allocate_with(size, duration_s, reliability, rid, None)
+    }
+
+    /// ALLOCATE, or ALLOCATE_CHKSUM (29) when `chksum` is given: the depot then keeps a
+    /// digest of every `chksum.blocksize` bytes on disk (see [`Depot::allocate_chksum`]).
+    pub fn allocate_with(
+        &self,
+        size: u64,
+        duration_s: i64,
+        reliability: Reliability,
+        rid: Option<&str>,
+        chksum: Option<ChksumSpec>,
+    ) -> Result<AllocCaps> {
         let rid = rid.unwrap_or("0");
         if !is_valid_rid(rid) {
             return Err(Error::InvalidArgument(
@@ -197,7 +212,7 @@ impl Depot {
             i64::try_from(size).map_err(|_| Error::InvalidArgument("size too large".into()))?;
         let req = Request::Allocate(Allocate {
             version: 1,
-            chksum: None,
+            chksum,
             rid: Some(rid.to_owned()),
             reliability: reliability.code(),
             atype: request::AllocType::ByteArray.code(),

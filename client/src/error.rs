@@ -5,6 +5,7 @@ use std::fmt;
 use std::io;
 use std::time::Duration;
 
+use crate::proto::netframe::FrameError;
 use crate::proto::{CapKind, CapParseError, ErrorCode, ReplyError};
 
 /// Everything a client call can fail with.
@@ -59,6 +60,14 @@ pub enum Error {
         retries: u32,
         /// The last error.
         source: Box<Error>,
+    },
+    /// A network digest (PROTOCOL.md §10) did not match what arrived: the bytes were damaged
+    /// between the depot's disk and here. Nothing of the transfer is returned.
+    DigestMismatch {
+        /// Payload offset of the bad block's first byte, counted from the first byte the
+        /// call asked for (for `load_chksum` at `o`, the allocation offset is `o + offset`;
+        /// for a vector read, the offset in the spans' bytes in list order).
+        offset: u64,
     },
     /// Verification found blocks whose CRC differs from the source.
     VerifyMismatch {
@@ -135,6 +144,10 @@ impl fmt::Display for Error {
                 f,
                 "stream {stream} failed at offset {offset} after {retries} retries: {source}"
             ),
+            Error::DigestMismatch { offset } => write!(
+                f,
+                "network digest mismatch: the block at payload offset {offset} arrived damaged"
+            ),
             Error::VerifyMismatch { blocks, first_offset } => write!(
                 f,
                 "verification failed: {blocks} block(s) differ, first at offset {first_offset}"
@@ -168,6 +181,16 @@ impl From<io::Error> for Error {
 impl From<CapParseError> for Error {
     fn from(e: CapParseError) -> Self {
         Error::BadCapability(e)
+    }
+}
+
+impl From<FrameError> for Error {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::DigestMismatch { offset } => Error::DigestMismatch { offset },
+            FrameError::Overrun => Error::protocol("more payload than announced"),
+            other => Error::InvalidArgument(other.to_string()),
+        }
     }
 }
 

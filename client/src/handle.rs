@@ -25,11 +25,11 @@ pub struct CapHandle<'a> {
     cap: &'a Capability,
 }
 
-fn to_i64(n: u64, what: &str) -> Result<i64> {
+pub(crate) fn to_i64(n: u64, what: &str) -> Result<i64> {
     i64::try_from(n).map_err(|_| Error::InvalidArgument(format!("{what} too large")))
 }
 
-fn len_u64(n: usize) -> u64 {
+pub(crate) fn len_u64(n: usize) -> u64 {
     u64::try_from(n).unwrap_or(u64::MAX)
 }
 
@@ -48,7 +48,7 @@ impl<'a> CapHandle<'a> {
         self.depot
     }
 
-    fn need(&self, kind: CapKind) -> Result<()> {
+    pub(crate) fn need(&self, kind: CapKind) -> Result<()> {
         if self.cap.kind == kind {
             Ok(())
         } else {
@@ -297,7 +297,7 @@ pub(crate) fn read_load_header(conn: &mut Conn, len: u64) -> Result<()> {
     check_count(n, len).map(|_| ())
 }
 
-fn check_count(n: i64, len: u64) -> Result<u64> {
+pub(crate) fn check_count(n: i64, len: u64) -> Result<u64> {
     match u64::try_from(n) {
         Ok(n) if n == len => Ok(n),
         _ => Err(Error::protocol(format!("depot confirmed {n} bytes, expected {len}"))),

@@ -13,6 +13,9 @@
 //! * [`depot`]: a depot endpoint with its connection pool and the `-66` retry loop;
 //!   allocate and status.
 //! * [`handle`]: calls on one capability (store, write, load, probe, manage).
+//! * [`ext`]: the rest of the IBP 1.4 command set on [`Depot`] and [`CapHandle`]:
+//!   ALLOCATE_CHKSUM, vector I/O, aliases, RENAME, SPLIT/MERGE, disk digests, and the
+//!   network-checksummed STORE/WRITE/LOAD (§10 framing).
 //! * [`copy`]: depot-to-depot copies on a capability: SEND, PUSH/PULL, parallel PUSHes, and
 //!   MCOPY_EXT (fan-out or chain) with a fallback to sequential SENDs on old depots.
 //! * [`parallel`]: one transfer split over N streams with positioned file I/O, CRC32 per
@@ -29,6 +32,7 @@ pub mod copy;
 pub mod depot;
 pub mod error;
 pub mod exnode;
+pub mod ext;
 pub mod handle;
 pub mod parallel;
 pub mod proto;

@@ -5,6 +5,7 @@
 use std::fs;
 use std::path::PathBuf;
 
+use ibp_client::proto::netframe::FrameError;
 use ibp_client::proto::{self, fuzz};
 
 fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
@@ -72,6 +73,42 @@ fn parse_reply_corpus() {
     println!("fuzz_corpus parse_reply: {} seeds replayed", files.len());
 }
 
+#[test]
+fn netframe_corpus() {
+    let files = corpus("netframe");
+    let outcome = |name: &str| {
+        let (_, data) = files.iter().find(|(n, _)| n == name).expect("seed present");
+        fuzz::netframe(data)
+    };
+    for (_, data) in &files {
+        fuzz::netframe(data);
+    }
+    let payload: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 3) as u8).collect();
+    for (name, len) in [
+        ("md5_1024_x4", 4096),
+        ("sha1_1000_partial", 2500),
+        ("sha512_one_block", 300),
+        ("upper_case_hex", 200),
+        ("trailing_reply", 600),
+        ("empty_payload", 0),
+    ] {
+        assert_eq!(outcome(name), Some(Ok(payload[..len].to_vec())), "{name} should decode");
+    }
+    assert_eq!(outcome("sha256_block_1"), Some(Ok(b"hello".to_vec())));
+    assert_eq!(
+        outcome("md5_flipped_payload"),
+        Some(Err(FrameError::DigestMismatch { offset: 2048 }))
+    );
+    assert_eq!(outcome("sha256_bad_hex"), Some(Err(FrameError::DigestMismatch { offset: 0 })));
+    assert_eq!(
+        outcome("truncated_in_digest"),
+        Some(Ok(payload[..1000].to_vec())),
+        "all payload, last digest cut"
+    );
+    assert_eq!(outcome("too_short"), None);
+    println!("fuzz_corpus netframe: {} seeds replayed", files.len());
+}
+
 /// A small deterministic mutation pass over every seed (flip, insert, delete, splice tokens),
 /// so stable CI explores a little beyond the seeds. Bounded: `MUTATIONS` per seed.
 #[test]
@@ -92,6 +129,9 @@ fn mutated_corpus() {
         ("parse_request", fuzz::parse_request as fn(&[u8])),
         ("parse_capability", fuzz::parse_capability),
         ("parse_reply", fuzz::parse_reply),
+        ("netframe", |data: &[u8]| {
+            let _ = fuzz::netframe(data);
+        }),
     ] {
         for (_, seed) in corpus(target) {
             for _ in 0..MUTATIONS {

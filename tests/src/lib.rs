@@ -11,6 +11,7 @@
 //! * [`raw`]: [`Raw`], a byte-level TCP client with bounded reads (`line`, `read_exact`,
 //!   `expect_closed`).
 //! * [`cap`]: [`Cap`] and [`Caps`]: capability URLs parsed into the two tokens requests carry.
+//! * [`proxy`]: [`FlipProxy`], a loopback proxy that damages one byte of a depot's replies.
 //! * [`ops`]: one helper per IBP command (`allocate`, `store`, `write`, `load`, `probe`,
 //!   `manage`) in a checked form that panics with the reply and a `try_` form that returns it.
 //! * [`rng`]: a seeded splitmix64 generator so random suites replay from a printed seed.
@@ -20,6 +21,7 @@
 pub mod cap;
 pub mod depot;
 pub mod ops;
+pub mod proxy;
 pub mod raw;
 pub mod rng;
 pub mod runner;
@@ -27,6 +29,7 @@ pub mod runner;
 pub use cap::{Cap, CapKind, Caps};
 pub use depot::{Depot, DepotOpts};
 pub use ops::*;
+pub use proxy::FlipProxy;
 pub use raw::{status_of, tokens, Raw, ReadEnd};
 pub use rng::Rng;
 pub use runner::Runner;

@@ -7,12 +7,16 @@
 //! # Layout
 //! * `args`: the clap command tree;
 //! * `commands`: one function per subcommand;
+//! * `ext`: the subcommands for aliases, rename, split/merge, disk digests, and `--chksum`
+//!   transfers;
 //! * `output`: human/JSON printing, progress bars, exit codes.
 
 #[path = "ibp/args.rs"]
 mod args;
 #[path = "ibp/commands.rs"]
 mod commands;
+#[path = "ibp/ext.rs"]
+mod ext;
 #[path = "ibp/output.rs"]
 mod output;
 

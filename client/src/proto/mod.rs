@@ -10,12 +10,16 @@
 //! * [`frame`]: finding one bounded line in a buffer and splitting it into tokens;
 //! * [`request`]: every command line, parsed and encoded;
 //! * [`reply`]: depot-side reply encoders and client-side reply parsers;
+//! * [`digest`]: the four per-block digests of the `_CHKSUM` commands (shared with the depot);
+//! * [`netframe`]: the §10 network checksum framing, an encoder and an incremental decoder;
 //! * [`fuzz`]: invariant-checking entry points shared by the fuzz targets and the corpus test.
 
 pub mod capability;
+pub mod digest;
 pub mod error;
 pub mod frame;
 pub mod fuzz;
+pub mod netframe;
 pub mod reply;
 pub mod request;
 

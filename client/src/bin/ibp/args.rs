@@ -3,6 +3,11 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use ibp_client::proto::netframe::MAX_NET_BLOCK_BYTES;
+use ibp_client::proto::request::{ChksumSpec, ChksumType};
+
+/// Checksum block when `--chksum` names none: 64 KiB, ACCRE's usual block.
+pub const DEFAULT_CHKSUM_BLOCK_BYTES: u64 = 64 * 1024;
 
 /// Command-line client for IBP depots.
 #[derive(Debug, Parser)]
@@ -63,6 +68,138 @@ pub enum Command {
     Copy(CopyArgs),
     /// Copy one source to several targets, depot to depot (fan-out or chain).
     Mcopy(McopyArgs),
+    /// Aliases: a window onto an allocation with capabilities of its own.
+    #[command(subcommand)]
+    Alias(AliasCommand),
+    /// New capabilities for an allocation; the old ones stop working (prints the new ones).
+    Rename {
+        /// MANAGE capability, or @FILE.
+        cap: String,
+        /// Write the new capabilities to PREFIX.read/.write/.manage (mode 0600).
+        #[arg(long)]
+        save: Option<PathBuf>,
+    },
+    /// Carve a new allocation out of an allocation's unused space (prints its capabilities).
+    Split(SplitArgs),
+    /// Give a split allocation's space back to the allocation it was split from.
+    Merge {
+        /// MANAGE capability of the master, or @FILE.
+        master: String,
+        /// MANAGE capability of the child (read count 1, write count 0), or @FILE.
+        child: String,
+    },
+    /// The disk digests of an allocation made with `allocate --chksum`.
+    #[command(subcommand)]
+    Chksum(ChksumCommand),
+}
+
+/// `ibp alias …`.
+#[derive(Debug, Subcommand)]
+pub enum AliasCommand {
+    /// Make an alias of [OFFSET, OFFSET+LENGTH) (default: the whole allocation, appends
+    /// included); prints its capabilities.
+    Create {
+        /// MANAGE capability of the allocation, or @FILE.
+        cap: String,
+        /// Window start (offsets stay the allocation's).
+        #[arg(long, default_value = "0", value_parser = parse_size_arg)]
+        offset: u64,
+        /// Window length (0 with offset 0: the whole allocation).
+        #[arg(long, default_value = "0", value_parser = parse_size_arg)]
+        length: u64,
+        /// Lease (0: the allocation's).
+        #[arg(long, default_value = "0", value_parser = parse_duration_arg)]
+        duration: i64,
+        /// Write the capabilities to PREFIX.read/.write/.manage (mode 0600).
+        #[arg(long)]
+        save: Option<PathBuf>,
+    },
+    /// Show an alias's window, lease and reference counts.
+    Probe {
+        /// The alias's MANAGE capability, or @FILE.
+        cap: String,
+    },
+    /// Move or resize an alias's window and set its lease.
+    Change {
+        /// The alias's MANAGE capability, or @FILE.
+        cap: String,
+        /// MANAGE capability of the allocation it is an alias of, or @FILE.
+        #[arg(long)]
+        master: String,
+        /// New window start.
+        #[arg(long, value_parser = parse_size_arg)]
+        offset: u64,
+        /// New window length.
+        #[arg(long, value_parser = parse_size_arg)]
+        length: u64,
+        /// New lease from now (0: the allocation's).
+        #[arg(long, default_value = "0", value_parser = parse_duration_arg)]
+        duration: i64,
+    },
+    /// Increment an alias's reference count (read by default).
+    Incr(AliasRefArgs),
+    /// Decrement an alias's reference count; at read count 0 the alias is gone.
+    Decr(AliasRefArgs),
+}
+
+/// `ibp alias incr|decr`.
+#[derive(Debug, Args)]
+pub struct AliasRefArgs {
+    /// The alias's MANAGE capability, or @FILE.
+    pub cap: String,
+    /// MANAGE capability of the allocation it is an alias of, or @FILE.
+    #[arg(long)]
+    pub master: String,
+    /// The write count instead of the read count.
+    #[arg(long)]
+    pub write: bool,
+}
+
+/// `ibp split`.
+#[derive(Debug, Args)]
+pub struct SplitArgs {
+    /// MANAGE capability of the allocation to split, or @FILE.
+    pub cap: String,
+    /// Size of the new allocation (taken from the master's maximum size).
+    #[arg(long, value_parser = parse_size_arg)]
+    pub size: u64,
+    /// Its lease.
+    #[arg(long, value_parser = parse_duration_arg)]
+    pub duration: i64,
+    /// Volatile storage the depot may revoke.
+    #[arg(long, conflicts_with = "hard")]
+    pub soft: bool,
+    /// Stable storage (the default).
+    #[arg(long)]
+    pub hard: bool,
+    /// Keep disk digests for it: md5|sha1|sha256|sha512[:BLOCK] (SPLIT_ALLOCATE_CHKSUM).
+    #[arg(long, value_parser = parse_chksum_arg)]
+    pub chksum: Option<ChksumSpec>,
+    /// Write the capabilities to PREFIX.read/.write/.manage (mode 0600).
+    #[arg(long)]
+    pub save: Option<PathBuf>,
+}
+
+/// `ibp chksum …`.
+#[derive(Debug, Subcommand)]
+pub enum ChksumCommand {
+    /// Print the digest type, block size and the digest of every block (GET_CHKSUM).
+    Get {
+        /// MANAGE capability, or @FILE.
+        cap: String,
+        /// Only the type, block size and block count.
+        #[arg(long)]
+        info_only: bool,
+    },
+    /// Have the depot re-read the data and count blocks whose digest no longer matches
+    /// (VALIDATE_CHKSUM); exits 8 when there are any, unless --correct.
+    Validate {
+        /// MANAGE capability, or @FILE.
+        cap: String,
+        /// Also rewrite the digests of the blocks that differ.
+        #[arg(long)]
+        correct: bool,
+    },
 }
 
 /// `ibp copy`.
@@ -135,6 +272,10 @@ pub struct AllocateArgs {
     /// Resource id (default: any).
     #[arg(long)]
     pub rid: Option<String>,
+    /// Keep a disk digest of every block: md5|sha1|sha256|sha512[:BLOCK] (ALLOCATE_CHKSUM;
+    /// BLOCK defaults to 64KiB).
+    #[arg(long, value_parser = parse_chksum_arg)]
+    pub chksum: Option<ChksumSpec>,
     /// Write the capabilities to files PREFIX.read, PREFIX.write, PREFIX.manage (mode 0600)
     /// instead of printing them.
     #[arg(long)]
@@ -144,9 +285,9 @@ pub struct AllocateArgs {
 /// Transfer tuning shared by put and get.
 #[derive(Debug, Args)]
 pub struct TransferArgs {
-    /// Parallel streams (connections).
-    #[arg(long, default_value_t = 4)]
-    pub streams: usize,
+    /// Parallel streams (connections) [default: 4; 1 with --chksum].
+    #[arg(long)]
+    pub streams: Option<usize>,
     /// Bytes per request (e.g. 4MiB).
     #[arg(long, default_value = "4MiB", value_parser = parse_size_arg)]
     pub chunk: u64,
@@ -159,6 +300,10 @@ pub struct TransferArgs {
     /// Read the data back and compare CRC32 per 64 KiB block.
     #[arg(long)]
     pub verify: bool,
+    /// Send the data with a network digest after every block, checked by the receiver:
+    /// md5|sha1|sha256|sha512[:BLOCK] (one stream; STORE/WRITE/LOAD_CHKSUM).
+    #[arg(long, value_parser = parse_chksum_arg, conflicts_with = "verify")]
+    pub chksum: Option<ChksumSpec>,
 }
 
 /// `ibp put`.
@@ -243,4 +388,43 @@ fn parse_size_arg(text: &str) -> Result<u64, String> {
 
 fn parse_duration_arg(text: &str) -> Result<i64, String> {
     ibp_client::units::parse_duration(text).map_err(|e| e.to_string())
+}
+
+/// `md5|sha1|sha256|sha512[:BLOCK]`, BLOCK a size (default 64 KiB), 1 byte to 2 GiB.
+pub fn parse_chksum_arg(text: &str) -> Result<ChksumSpec, String> {
+    let (name, block) = match text.split_once(':') {
+        Some((name, block)) => {
+            (name, ibp_client::units::parse_size(block).map_err(|e| e.to_string())?)
+        }
+        None => (text, DEFAULT_CHKSUM_BLOCK_BYTES),
+    };
+    let cstype = match name.to_ascii_lowercase().as_str() {
+        "md5" => ChksumType::Md5,
+        "sha1" => ChksumType::Sha1,
+        "sha256" => ChksumType::Sha256,
+        "sha512" => ChksumType::Sha512,
+        _ => return Err(format!("unknown digest {name:?}: use md5, sha1, sha256 or sha512")),
+    };
+    if block == 0 || block > MAX_NET_BLOCK_BYTES {
+        return Err(format!("checksum block must be 1 byte to 2GiB, not {block}"));
+    }
+    // Bounded by MAX_NET_BLOCK_BYTES (2^31) just above.
+    Ok(ChksumSpec { cstype: cstype.code(), blocksize: block as i64 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chksum_argument_forms() {
+        let ok = |t: &str| parse_chksum_arg(t).map(|s| (s.cstype, s.blocksize));
+        assert_eq!(ok("md5"), Ok((4, 65536)));
+        assert_eq!(ok("SHA256:4KiB"), Ok((1, 4096)));
+        assert_eq!(ok("sha1:1000"), Ok((3, 1000)));
+        assert_eq!(ok("sha512:2GiB"), Ok((2, 1 << 31)));
+        for bad in ["crc32", "md5:0", "md5:3GiB", "sha1:x", ""] {
+            assert!(parse_chksum_arg(bad).is_err(), "{bad:?}");
+        }
+    }
 }

@@ -1,4 +1,6 @@
 //! One function per subcommand: parse capabilities (or `@FILE`), call the library, print.
+//! The subcommands for the rest of the 1.4 command set, and the `--chksum` transfers, live in
+//! `ext`.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -10,25 +12,28 @@ use ibp_client::parallel::{self, ParallelConfig, TransferReport};
 use ibp_client::proto::request::{AllocType, Reliability};
 use ibp_client::proto::{CapKind, Capability};
 use ibp_client::units::{format_duration, format_size};
-use ibp_client::{Config, Depot, Error, McopyMethod, McopyPlan, McopyStrategy};
+use ibp_client::{AllocCaps, Config, Depot, Error, McopyMethod, McopyPlan, McopyStrategy};
 use serde_json::json;
 
 use crate::args::{
     AllocateArgs, ChangeArgs, Cli, Command, CopyArgs, GetArgs, McopyArgs, PutArgs, RefArgs,
     StatusArgs, StrategyArg, TransferArgs,
 };
+use crate::ext;
 use crate::output::{
     client_exit_code, error_json, print_json, progress_bar, rate, spinner, Failure,
 };
 
 /// Longest capability file we read (a capability is under 1 KiB).
 const MAX_CAP_FILE_BYTES: u64 = 4096;
+/// Parallel streams of `put` and `get` when `--streams` is not given.
+const DEFAULT_STREAMS: usize = 4;
 
-struct Ctx {
-    json: bool,
+pub(crate) struct Ctx {
+    pub(crate) json: bool,
     /// Progress bars allowed (not --quiet, not --json).
-    progress: bool,
-    config: Config,
+    pub(crate) progress: bool,
+    pub(crate) config: Config,
 }
 
 /// Runs the parsed command line.
@@ -59,11 +64,16 @@ pub fn run(cli: Cli) -> Result<(), Failure> {
         Command::Status(args) => status(&ctx, args),
         Command::Copy(args) => copy(&ctx, args),
         Command::Mcopy(args) => mcopy(&ctx, args),
+        Command::Alias(cmd) => ext::alias(&ctx, cmd),
+        Command::Rename { cap, save } => ext::rename(&ctx, &cap, save.as_deref()),
+        Command::Split(args) => ext::split(&ctx, args),
+        Command::Merge { master, child } => ext::merge(&ctx, &master, &child),
+        Command::Chksum(cmd) => ext::chksum(&ctx, cmd),
     }
 }
 
 /// Reads a capability from the argument, or from a file when it starts with `@`.
-fn capability(arg: &str, kind: Option<CapKind>) -> Result<Capability, Failure> {
+pub(crate) fn capability(arg: &str, kind: Option<CapKind>) -> Result<Capability, Failure> {
     let text = match arg.strip_prefix('@') {
         Some(path) => read_cap_file(Path::new(path))?,
         None => arg.to_owned(),
@@ -86,11 +96,11 @@ fn read_cap_file(path: &Path) -> Result<String, Failure> {
     std::fs::read_to_string(path).map_err(local)
 }
 
-fn depot_for(ctx: &Ctx, cap: &Capability) -> Depot {
+pub(crate) fn depot_for(ctx: &Ctx, cap: &Capability) -> Depot {
     Depot::for_capability(cap, ctx.config.clone())
 }
 
-fn reliability(soft: bool, hard: bool) -> Option<Reliability> {
+pub(crate) fn reliability(soft: bool, hard: bool) -> Option<Reliability> {
     match (soft, hard) {
         (true, _) => Some(Reliability::Soft),
         (_, true) => Some(Reliability::Hard),
@@ -101,9 +111,25 @@ fn reliability(soft: bool, hard: bool) -> Option<Reliability> {
 fn allocate(ctx: &Ctx, args: AllocateArgs) -> Result<(), Failure> {
     let depot = Depot::parse(&args.depot, ctx.config.clone())?;
     let rel = reliability(args.soft, args.hard).unwrap_or(Reliability::Hard);
-    let caps = depot.allocate(args.size, args.duration, rel, args.rid.as_deref())?;
+    let caps =
+        depot.allocate_with(args.size, args.duration, rel, args.rid.as_deref(), args.chksum)?;
+    let mut about = json!({ "size": args.size, "duration_s": args.duration });
+    if args.save.is_none() {
+        about["reliability"] = json!(if rel == Reliability::Hard { "hard" } else { "soft" });
+    }
+    print_caps(ctx, &caps, args.save.as_deref(), about)
+}
+
+/// Prints three new capabilities (or saves them to PREFIX.read/.write/.manage, mode 0600),
+/// with the fields of `about` added to the JSON object.
+pub(crate) fn print_caps(
+    ctx: &Ctx,
+    caps: &AllocCaps,
+    save: Option<&Path>,
+    mut about: serde_json::Value,
+) -> Result<(), Failure> {
     let named = [("read", &caps.read), ("write", &caps.write), ("manage", &caps.manage)];
-    if let Some(prefix) = &args.save {
+    if let Some(prefix) = save {
         let mut paths = Vec::new();
         for (name, cap) in named {
             let path = prefix.with_extension(name);
@@ -111,21 +137,18 @@ fn allocate(ctx: &Ctx, args: AllocateArgs) -> Result<(), Failure> {
             paths.push(path.display().to_string());
         }
         if ctx.json {
-            print_json(&json!({ "saved": paths, "size": args.size, "duration_s": args.duration }));
+            about["saved"] = json!(paths);
+            print_json(&about);
         } else {
             println!("capabilities saved to {}", paths.join(", "));
         }
         return Ok(());
     }
     if ctx.json {
-        print_json(&json!({
-            "read": caps.read.to_url(),
-            "write": caps.write.to_url(),
-            "manage": caps.manage.to_url(),
-            "size": args.size,
-            "duration_s": args.duration,
-            "reliability": if rel == Reliability::Hard { "hard" } else { "soft" },
-        }));
+        for (name, cap) in named {
+            about[name] = json!(cap.to_url());
+        }
+        print_json(&about);
     } else {
         for (name, cap) in named {
             println!("{:<7}{}", format!("{name}:"), cap.to_url());
@@ -143,7 +166,7 @@ fn save_secret(path: &Path, text: &str) -> Result<(), Failure> {
 
 fn parallel_config(args: &TransferArgs) -> ParallelConfig {
     ParallelConfig {
-        streams: args.streams,
+        streams: args.streams.unwrap_or(DEFAULT_STREAMS),
         chunk_bytes: args.chunk,
         depth: args.depth,
         max_retries: args.retries,
@@ -164,6 +187,11 @@ fn put(ctx: &Ctx, args: PutArgs) -> Result<(), Failure> {
     let file = File::open(&args.file).map_err(local)?;
     let len = file.metadata().map_err(local)?.len();
     let depot = depot_for(ctx, &cap);
+    if let Some(spec) = args.transfer.chksum {
+        let report = ext::put_chksum(ctx, &depot, &cap, &args, &file, len, spec)?;
+        summary(ctx, "wrote", &report, false, false);
+        return Ok(());
+    }
     let cfg = parallel_config(&args.transfer);
     let bar = progress_bar(len, ctx.progress);
     let report = parallel::upload(&depot, &cap, &file, 0, args.offset, len, &cfg, &|n| {
@@ -188,7 +216,13 @@ fn put(ctx: &Ctx, args: PutArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-fn summary(ctx: &Ctx, verb: &str, report: &TransferReport, verified: bool, to_stderr: bool) {
+pub(crate) fn summary(
+    ctx: &Ctx,
+    verb: &str,
+    report: &TransferReport,
+    verified: bool,
+    to_stderr: bool,
+) {
     if ctx.json {
         print_json(&json!({
             "bytes": report.bytes,
@@ -235,6 +269,9 @@ fn get(ctx: &Ctx, args: GetArgs) -> Result<(), Failure> {
             })?
         }
     };
+    if let Some(spec) = args.transfer.chksum {
+        return ext::get_chksum(ctx, &depot, &cap, &args, len, spec);
+    }
     if to_stdout {
         let started = std::time::Instant::now();
         let stdout = std::io::stdout();
@@ -369,7 +406,7 @@ fn manage_simple(
     Ok(())
 }
 
-fn done(ctx: &Ctx, name: &str) {
+pub(crate) fn done(ctx: &Ctx, name: &str) {
     if ctx.json {
         print_json(&json!({ "ok": true, "command": name }));
     } else {

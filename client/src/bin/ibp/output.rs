@@ -24,7 +24,7 @@ pub mod exit {
     pub const TIMEOUT: u8 = 6;
     /// The depot stayed out of connections (-66) past the retry budget.
     pub const BUSY: u8 = 7;
-    /// Verification found differing blocks.
+    /// Verification found differing blocks, or a network digest (`--chksum`) did not match.
     pub const VERIFY: u8 = 8;
     /// A local file could not be read or written.
     pub const LOCAL_FILE: u8 = 9;
@@ -74,6 +74,7 @@ impl Failure {
             Error::Timeout { .. } => "the depot did not answer in time; try a larger --timeout",
             Error::Io(_) => "is the depot running and reachable at that address?",
             Error::BackoffExhausted { .. } => "the depot is busy; try again later",
+            Error::DigestMismatch { .. } => "the data was damaged in transit; try again",
             _ => match e.ibp_code()? {
                 ErrorCode::CapNotFound | ErrorCode::InvalidReadCap | ErrorCode::InvalidWriteCap => {
                     "the capability is wrong, has expired, or the allocation was removed"
@@ -104,7 +105,7 @@ pub fn client_exit_code(e: &Error) -> u8 {
         Error::Io(_) => exit::CONNECTION,
         Error::Timeout { .. } => exit::TIMEOUT,
         Error::Backoff { .. } | Error::BackoffExhausted { .. } => exit::BUSY,
-        Error::VerifyMismatch { .. } => exit::VERIFY,
+        Error::VerifyMismatch { .. } | Error::DigestMismatch { .. } => exit::VERIFY,
         Error::LocalIo(_) => exit::LOCAL_FILE,
         Error::StreamFailed { source, .. } => client_exit_code(source),
         Error::Protocol(_) => exit::OTHER,
