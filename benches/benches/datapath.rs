@@ -7,8 +7,9 @@
 //! * load: the runtime reads each chunk O_DIRECT from the file and sends it over loopback TCP
 //!   to a peer thread that drains it.
 //!
-//! Both sides use the simplest loop (one chunk in flight), so the comparison is of the
-//! runtimes, not of pipelining. ibp-io uses its registered pool (READ_FIXED on the socket,
+//! Two shapes: `q1` is the simplest loop (one chunk in flight), a comparison of the runtimes
+//! alone; `q4` keeps `DEPTH` disk operations in flight while the socket moves the next chunk
+//! (spawned writes on store, read-ahead on load), the shape the depot uses. ibp-io uses its registered pool (READ_FIXED on the socket,
 //! WRITE_FIXED/READ_FIXED on the file); glommio receives with `recv` into a DmaBuffer it
 //! allocates per chunk and sends with `send` (its TCP uses io_uring only for readiness).
 //! The file lives in `IBP_BENCH_DIR` (default `/var/tmp`, ext4: real O_DIRECT).
@@ -25,6 +26,8 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 const TOTAL: u64 = 64 << 20;
 /// Bytes per receive/disk operation (the depot's default buffer size).
 const CHUNK: usize = 256 * 1024;
+/// Disk operations in flight in the `q4` shape.
+const DEPTH: usize = 4;
 
 fn bench_file(tag: &str) -> PathBuf {
     let dir =
@@ -95,7 +98,7 @@ mod ibpio {
         let cfg = RuntimeConfig {
             ring_entries: 64,
             buffer_size: CHUNK,
-            buffer_count: 4,
+            buffer_count: 2 * DEPTH + 2,
             register_buffers: true,
         };
         Runtime::new(cfg).expect("io_uring runtime")
@@ -157,6 +160,218 @@ mod ibpio {
                     buf = b;
                     res.expect("send");
                     off += n as u64;
+                }
+                took += start.elapsed();
+                join(peer);
+            }
+            took
+        })
+    }
+}
+
+mod ibpio_q {
+    use super::*;
+    use std::cell::Cell;
+    use std::collections::VecDeque;
+    use std::rc::Rc;
+
+    use ibp_io::fs::{DmaFile, OpenMode};
+    use ibp_io::net::TcpListener;
+    use ibp_io::{FixedBuf, Runtime, RuntimeConfig};
+
+    fn runtime() -> Runtime {
+        let cfg = RuntimeConfig {
+            ring_entries: 64,
+            buffer_size: CHUNK,
+            buffer_count: 2 * DEPTH + 2,
+            register_buffers: true,
+        };
+        Runtime::new(cfg).expect("io_uring runtime")
+    }
+
+    /// Receives a chunk while up to `DEPTH` earlier chunks are being written.
+    pub fn store(iters: u64, path: &Path) -> Duration {
+        runtime().block_on(async {
+            let listener =
+                TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), false).expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let file = Rc::new(DmaFile::open(path, OpenMode::default()).expect("open"));
+            let mut took = Duration::ZERO;
+            for _ in 0..iters {
+                let peer = peer_send(addr);
+                let start = Instant::now();
+                let (stream, _) = listener.accept().await.expect("accept");
+                let mut inflight = VecDeque::new();
+                let mut off = 0u64;
+                while off < TOTAL {
+                    let mut buf = ibp_io::buf::acquire().await;
+                    buf.clear();
+                    while buf.len() < CHUNK {
+                        let (n, b) = stream.read(buf).await;
+                        buf = b;
+                        if n.expect("recv") == 0 {
+                            break;
+                        }
+                    }
+                    let len = buf.len();
+                    if inflight.len() >= DEPTH {
+                        let h: ibp_io::JoinHandle = inflight.pop_front().expect("a write");
+                        h.await;
+                    }
+                    let f = file.clone();
+                    inflight.push_back(ibp_io::spawn(async move {
+                        let (res, _buf) = f.write_at(buf, off, 0..len).await;
+                        res.expect("write");
+                    }));
+                    off += len as u64;
+                }
+                for h in inflight {
+                    h.await;
+                }
+                took += start.elapsed();
+                join(peer);
+            }
+            took
+        })
+    }
+
+    /// Sends a chunk while the next `DEPTH` are being read.
+    pub fn load(iters: u64, path: &Path) -> Duration {
+        runtime().block_on(async {
+            let listener =
+                TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0)), false).expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let file = Rc::new(DmaFile::open(path, OpenMode::default()).expect("open"));
+            let read = |off: u64| {
+                let (f, cell) = (file.clone(), Rc::new(Cell::new(None::<FixedBuf>)));
+                let out = cell.clone();
+                let h = ibp_io::spawn(async move {
+                    let buf = ibp_io::buf::acquire().await;
+                    let (res, b) = f.read_at(buf, off, CHUNK).await;
+                    res.expect("read");
+                    out.set(Some(b));
+                });
+                (h, cell)
+            };
+            let mut took = Duration::ZERO;
+            for _ in 0..iters {
+                let peer = peer_recv(addr);
+                let start = Instant::now();
+                let (stream, _) = listener.accept().await.expect("accept");
+                let chunks = TOTAL / CHUNK as u64;
+                let mut ahead: VecDeque<_> =
+                    (0..chunks.min(DEPTH as u64)).map(|i| read(i * CHUNK as u64)).collect();
+                for i in 0..chunks {
+                    let (h, cell) = ahead.pop_front().expect("a read");
+                    h.await;
+                    let buf = cell.take().expect("read result");
+                    let next = i + DEPTH as u64;
+                    if next < chunks {
+                        ahead.push_back(read(next * CHUNK as u64));
+                    }
+                    let n = buf.len();
+                    let (res, _b) = stream.write_all(buf, 0..n).await;
+                    res.expect("send");
+                }
+                took += start.elapsed();
+                join(peer);
+            }
+            took
+        })
+    }
+}
+
+mod glom_q {
+    use super::*;
+    use std::collections::VecDeque;
+    use std::rc::Rc;
+
+    use futures_lite::{AsyncReadExt, AsyncWriteExt};
+    use glommio::io::{DmaFile, OpenOptions};
+    use glommio::net::TcpListener;
+    use glommio::LocalExecutorBuilder;
+
+    fn run<T: 'static>(f: impl std::future::Future<Output = T> + 'static) -> T {
+        LocalExecutorBuilder::default().make().expect("glommio executor").run(f)
+    }
+
+    async fn open(path: &Path) -> Rc<DmaFile> {
+        Rc::new(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .dma_open(path)
+                .await
+                .expect("glommio dma_open"),
+        )
+    }
+
+    pub fn store(iters: u64, path: PathBuf) -> Duration {
+        run(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let file = open(&path).await;
+            let mut took = Duration::ZERO;
+            for _ in 0..iters {
+                let peer = peer_send(addr);
+                let start = Instant::now();
+                let mut stream = listener.accept().await.expect("accept");
+                let mut inflight = VecDeque::new();
+                let mut off = 0u64;
+                while off < TOTAL {
+                    let mut buf = file.alloc_dma_buffer(CHUNK);
+                    let mut filled = 0;
+                    while filled < CHUNK {
+                        let n = stream.read(&mut buf.as_bytes_mut()[filled..]).await.expect("recv");
+                        if n == 0 {
+                            break;
+                        }
+                        filled += n;
+                    }
+                    if inflight.len() >= DEPTH {
+                        let t: glommio::Task<()> = inflight.pop_front().expect("a write");
+                        t.await;
+                    }
+                    let f = file.clone();
+                    inflight.push_back(glommio::spawn_local(async move {
+                        f.write_at(buf, off).await.expect("write");
+                    }));
+                    off += filled as u64;
+                }
+                for t in inflight {
+                    t.await;
+                }
+                took += start.elapsed();
+                join(peer);
+            }
+            took
+        })
+    }
+
+    pub fn load(iters: u64, path: PathBuf) -> Duration {
+        run(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let file = open(&path).await;
+            let read = |off: u64| {
+                let f = file.clone();
+                glommio::spawn_local(async move { f.read_at_aligned(off, CHUNK).await })
+            };
+            let mut took = Duration::ZERO;
+            for _ in 0..iters {
+                let peer = peer_recv(addr);
+                let start = Instant::now();
+                let mut stream = listener.accept().await.expect("accept");
+                let chunks = TOTAL / CHUNK as u64;
+                let mut ahead: VecDeque<_> =
+                    (0..chunks.min(DEPTH as u64)).map(|i| read(i * CHUNK as u64)).collect();
+                for i in 0..chunks {
+                    let chunk = ahead.pop_front().expect("a read").await.expect("read");
+                    let next = i + DEPTH as u64;
+                    if next < chunks {
+                        ahead.push_back(read(next * CHUNK as u64));
+                    }
+                    stream.write_all(&chunk).await.expect("send");
                 }
                 took += start.elapsed();
                 join(peer);
@@ -243,10 +458,14 @@ fn datapath(c: &mut Criterion) {
     preallocate(&path).expect("preallocate the benchmark file");
     let mut g = c.benchmark_group("datapath_64MiB");
     g.sample_size(10).measurement_time(Duration::from_secs(8)).throughput(Throughput::Bytes(TOTAL));
-    g.bench_function("store/ibp-io", |b| b.iter_custom(|n| ibpio::store(n, &path)));
-    g.bench_function("store/glommio", |b| b.iter_custom(|n| glom::store(n, path.clone())));
-    g.bench_function("load/ibp-io", |b| b.iter_custom(|n| ibpio::load(n, &path)));
-    g.bench_function("load/glommio", |b| b.iter_custom(|n| glom::load(n, path.clone())));
+    g.bench_function("store_q1/ibp-io", |b| b.iter_custom(|n| ibpio::store(n, &path)));
+    g.bench_function("store_q1/glommio", |b| b.iter_custom(|n| glom::store(n, path.clone())));
+    g.bench_function("load_q1/ibp-io", |b| b.iter_custom(|n| ibpio::load(n, &path)));
+    g.bench_function("load_q1/glommio", |b| b.iter_custom(|n| glom::load(n, path.clone())));
+    g.bench_function("store_q4/ibp-io", |b| b.iter_custom(|n| ibpio_q::store(n, &path)));
+    g.bench_function("store_q4/glommio", |b| b.iter_custom(|n| glom_q::store(n, path.clone())));
+    g.bench_function("load_q4/ibp-io", |b| b.iter_custom(|n| ibpio_q::load(n, &path)));
+    g.bench_function("load_q4/glommio", |b| b.iter_custom(|n| glom_q::load(n, path.clone())));
     g.finish();
     let _ = std::fs::remove_file(&path);
 }

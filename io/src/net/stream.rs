@@ -142,8 +142,11 @@ impl TcpStream {
             // SAFETY: at < range.end ≤ bytes_init.
             let ptr = unsafe { buf.stable_ptr().add(at) };
             let len = (range.end - at).min(MAX_OP_BYTES) as u32;
+            // MSG_WAITALL: the kernel finishes a partial send itself (retrying on readiness)
+            // and posts one completion for the whole range, instead of one per socket-buffer
+            // refill.
             let entry = opcode::Send::new(types::Fd(self.fd.raw()), ptr, len)
-                .flags(libc::MSG_NOSIGNAL)
+                .flags(libc::MSG_NOSIGNAL | libc::MSG_WAITALL)
                 .build();
             let (completion, (returned, _fd)) = Op::submit(entry, (buf, self.fd.clone())).await;
             buf = returned;
