@@ -72,10 +72,11 @@ pub struct Shard {
     next_image_token: std::cell::Cell<u64>,
 }
 
-/// Images met during replay that no later record resolved: (allocation, block) → bytes.
+/// Images met during replay that no later record resolved: (allocation, block) → the block's
+/// bytes (`None`: a zero image, the block goes back to zeros).
 #[derive(Default)]
 struct ImageReplay {
-    pending: HashMap<(u64, u64), Vec<u8>>,
+    pending: HashMap<(u64, u64), Option<Vec<u8>>>,
 }
 
 impl ImageReplay {
@@ -89,7 +90,17 @@ impl ImageReplay {
                     .block_bytes(table.regions[a.resource as usize].policy.checksum_block_bytes)
                     as usize;
                 for (i, block) in data.chunks(cb).enumerate() {
-                    self.pending.insert((*id, first_block + i as u64), block.to_vec());
+                    self.pending.insert((*id, first_block + i as u64), Some(block.to_vec()));
+                }
+            }
+            Record::ZeroImage { id, first_block, blocks } => {
+                let Some(a) = table.get(*id) else { return };
+                let cb =
+                    a.block_bytes(table.regions[a.resource as usize].policy.checksum_block_bytes);
+                // Bounded by the allocation's extent, whatever the record says.
+                let end = first_block.saturating_add(*blocks).min(a.extent_bytes().div_ceil(cb));
+                for b in *first_block..end {
+                    self.pending.insert((*id, b), None);
                 }
             }
             Record::Data { id, first_block, crcs, .. } => {
@@ -201,14 +212,16 @@ impl Shard {
     /// settled is written back and its blocks take the image's CRCs (the write's new contents,
     /// which it was allowed to have). Returns the blocks repaired.
     fn apply_images(&self, images: ImageReplay) -> io::Result<usize> {
-        let mut pending: Vec<((u64, u64), Vec<u8>)> = images.pending.into_iter().collect();
+        let mut pending: Vec<((u64, u64), Option<Vec<u8>>)> = images.pending.into_iter().collect();
         pending.sort_unstable_by_key(|(k, _)| *k);
         let mut recs = Vec::new();
         let mut t = self.table.borrow_mut();
-        for ((id, block), mut bytes) in pending {
+        for ((id, block), image) in pending {
             let Some(a) = t.get(id) else { continue };
             let cb = a.block_bytes(t.regions[a.resource as usize].policy.checksum_block_bytes);
             let at = block * cb;
+            let mut bytes = image
+                .unwrap_or_else(|| vec![0; cb.min(a.extent_bytes().saturating_sub(at)) as usize]);
             if at + bytes.len() as u64 > a.extent_bytes() {
                 continue;
             }
@@ -246,10 +259,31 @@ impl Shard {
         data: Vec<u8>,
         sync: bool,
     ) -> Result<Option<u64>, String> {
+        self.image_record(resource, Record::Image { id, first_block, data }, sync).await
+    }
+
+    /// As [`Shard::image`] for blocks that hold zeros: only their range is journaled, and a
+    /// torn write is undone on replay by zeroing them.
+    pub async fn zero_image(
+        &self,
+        resource: u16,
+        id: u64,
+        first_block: u64,
+        blocks: u64,
+        sync: bool,
+    ) -> Result<Option<u64>, String> {
+        self.image_record(resource, Record::ZeroImage { id, first_block, blocks }, sync).await
+    }
+
+    async fn image_record(
+        &self,
+        resource: u16,
+        rec: Record,
+        sync: bool,
+    ) -> Result<Option<u64>, String> {
         if !self.cfg.resources[resource as usize].kind.is_persistent() {
             return Ok(None);
         }
-        let rec = Record::Image { id, first_block, data };
         let token = self.next_image_token.get();
         self.next_image_token.set(token + 1);
         let seq = self.journal.append(std::slice::from_ref(&rec), sync);

@@ -451,7 +451,7 @@ impl Table {
     pub fn replay(&mut self, rec: Record) -> Result<(), &'static str> {
         match rec {
             // Images are applied by the shard after replay (they need disk I/O).
-            Record::Header { .. } | Record::Image { .. } => Ok(()),
+            Record::Header { .. } | Record::Image { .. } | Record::ZeroImage { .. } => Ok(()),
             Record::Put(a) => {
                 if let Some(old) = self.unlink(a.id) {
                     self.regions[old.resource as usize].extents.free(old.extent);

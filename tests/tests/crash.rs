@@ -491,13 +491,37 @@ fn kill9_mid_write_payload_keeps_block_readable() {
 /// to 30 times; every block must load each time.
 #[test]
 fn kill9_right_after_write_payload_keeps_blocks_readable() {
+    torn_write_attempts(|raw, caps, attempt| {
+        let old = pattern(attempt, OVERWRITE_ALLOC_BYTES);
+        store(raw, &caps.write, &old);
+        old
+    });
+}
+
+/// The same over a hole: the allocation holds only its last 4 bytes, so the WRITE lands on
+/// blocks that read as zeros (the depot journals only their range, not their bytes, and
+/// zeroes them again on replay when the write was torn). Every block must load, as zeros or
+/// the new bytes.
+#[test]
+fn kill9_right_after_write_into_a_hole_keeps_blocks_readable() {
+    torn_write_attempts(|raw, caps, attempt| {
+        let mut old = vec![0u8; OVERWRITE_ALLOC_BYTES];
+        let tail = pattern(attempt, 4);
+        write(raw, &caps.write, OVERWRITE_ALLOC_BYTES as u64 - 4, &tail);
+        old[OVERWRITE_ALLOC_BYTES - 4..].copy_from_slice(&tail);
+        old
+    });
+}
+
+/// Up to 30 attempts: fill a hard allocation with `fill` (which returns what it holds), send a
+/// 20 000-byte WRITE at 70 000 whole, kill the depot 0-3 ms later, restart, check every block.
+fn torn_write_attempts(fill: impl Fn(&mut Raw, &Caps, u64) -> Vec<u8>) {
     let mut d = Depot::start(DepotOpts::default());
     let mut rng = Rng::new(7);
     for attempt in 0..30 {
         let mut raw = Raw::connect(d.addr());
         let caps = allocate(&mut raw, OVERWRITE_ALLOC_BYTES as u64, 3600, true);
-        let old = pattern(attempt, OVERWRITE_ALLOC_BYTES);
-        store(&mut raw, &caps.write, &old);
+        let old = fill(&mut raw, &caps, attempt);
         let (offset, len) = (70_000usize, 20_000usize);
         let new = pattern(1000 + attempt, len);
         let mut req = format!("1 13 {} {offset} {len} 30\n", caps.write.wire()).into_bytes();

@@ -164,3 +164,23 @@ fn config_text(spec: &SpawnSpec, root: &Path) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn checksum_block_goes_to_every_resource() {
+        let mut spec = SpawnSpec {
+            dir: PathBuf::from("/x"),
+            cores: 2,
+            disk_capacity_bytes: 1 << 30,
+            ram_capacity_bytes: Some(1 << 28),
+            checksum_block_bytes: Some(4096),
+        };
+        let text = config_text(&spec, Path::new("/x/r"));
+        assert_eq!(text.matches("checksum_block = \"4096B\"").count(), 2, "{text}");
+        spec.checksum_block_bytes = None;
+        assert!(!config_text(&spec, Path::new("/x/r")).contains("checksum_block"));
+    }
+}

@@ -201,6 +201,38 @@ fn run_on_a_ram_resource_compares_with_loopback_tcp_and_prints_a_table() {
     assert!(store.contains("% of tcp loopback"), "{store}");
 }
 
+/// The small-I/O setting: a spawned depot with 4 KiB checksum blocks and a soft data
+/// allocation runs every phase and says the allocation was soft.
+#[test]
+fn run_with_small_checksum_blocks_and_a_soft_allocation() {
+    let dir = Scratch::new("soft");
+    let d = dir.path().to_str().expect("utf-8");
+    let out = bench(&[
+        "run",
+        "--spawn",
+        d,
+        "--checksum-block",
+        "4KiB",
+        "--soft",
+        "--size",
+        "2MiB",
+        "--block",
+        "256KiB",
+        "--duration-s",
+        "1",
+        "--small",
+        "4KiB",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json_of(&out);
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("soft"), "{notes}");
+    for name in ["store seq", "load seq", "write rand 4KiB", "load rand 4KiB"] {
+        assert!(positive(figure(&report, name), "ops_per_s") > 0.0, "{name}");
+    }
+}
+
 #[test]
 fn sweep_runs_its_grid_within_budget_and_recommends_a_setting() {
     let dir = Scratch::new("sweep");

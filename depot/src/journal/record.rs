@@ -55,6 +55,12 @@ pub enum Record {
     /// write, so a write torn by a crash is completed from here on replay instead of leaving a
     /// block whose CRC matches neither its old nor its new contents.
     Image { id: u64, first_block: u64, data: Vec<u8> },
+    /// Doublewrite for blocks that hold zeros (their CRC is the zero block's: holes below the
+    /// size, never written): `blocks` blocks from `first_block` are about to be rewritten in
+    /// place. Their old contents are known without copying them, so a write torn by a crash
+    /// is undone on replay by zeroing them again. Saves writing the data twice when several
+    /// streams fill one allocation's slices (the size jumps ahead of the holes).
+    ZeroImage { id: u64, first_block: u64, blocks: u64 },
 }
 
 const TAG_HEADER: u8 = 1;
@@ -67,6 +73,7 @@ const TAG_ALIAS_PUT: u8 = 7;
 const TAG_ALIAS_DELETE: u8 = 8;
 const TAG_REKEY: u8 = 9;
 const TAG_IMAGE: u8 = 10;
+const TAG_ZERO_IMAGE: u8 = 11;
 
 /// Why a payload did not decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,6 +205,12 @@ impl Record {
                 put_u64(out, data.len() as u64);
                 out.extend_from_slice(data);
             }
+            Record::ZeroImage { id, first_block, blocks } => {
+                out.push(TAG_ZERO_IMAGE);
+                put_u64(out, *id);
+                put_u64(out, *first_block);
+                put_u64(out, *blocks);
+            }
         }
     }
 
@@ -293,6 +306,9 @@ impl Record {
                     return Err(DecodeError("image length past the end of the record"));
                 }
                 Record::Image { id, first_block, data: r.bytes(n as usize)?.to_vec() }
+            }
+            TAG_ZERO_IMAGE => {
+                Record::ZeroImage { id: r.u64()?, first_block: r.u64()?, blocks: r.u64()? }
             }
             _ => return Err(DecodeError("unknown record tag")),
         };
@@ -506,6 +522,9 @@ mod tests {
                 .prop_map(|(id, b)| Record::Rekey { id, digests: [[b; 32], [1; 32], [b ^ 1; 32]] }),
             (any::<u64>(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..300))
                 .prop_map(|(id, first_block, data)| Record::Image { id, first_block, data }),
+            (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(id, first_block, blocks)| {
+                Record::ZeroImage { id, first_block, blocks }
+            }),
         ]
     }
 

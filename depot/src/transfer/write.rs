@@ -33,7 +33,7 @@ use ibp_client::proto::request::IoSpan;
 use ibp_client::proto::{ErrorCode, KeyRef};
 use ibp_io::FixedBuf;
 
-use crate::checksum::blocks_touched;
+use crate::checksum::{blocks_touched, zero_block_crc};
 use crate::cmd::{in_window, lookup, View};
 use crate::datapath::{chunk_crcs, chunk_sums, chunks, Chunk, Slice};
 use crate::keys::KeyKind;
@@ -337,15 +337,28 @@ impl WriteTicket {
         // Blocks that hold acknowledged bytes are rewritten in place: journal their new
         // contents first (doublewrite), so a crash mid-write is completed on replay instead
         // of leaving a torn block that matches neither CRC.
-        let size_now = self.shard.table.borrow().get(v.id).map_or(v.size, |a| a.size);
+        // Blocks whose CRC is the zero block's (holes below the size: several streams filling
+        // one allocation make the size jump ahead of them) need only their range journaled.
+        let (size_now, holes) = {
+            let t = self.shard.table.borrow();
+            let a = t.get(v.id);
+            let size_now = a.map_or(v.size, |a| a.size);
+            let acked = size_now.saturating_sub(c.alloc_off).div_ceil(cb).min(c.blocks);
+            let zero = zero_block_crc(cb);
+            let holes =
+                a.is_some_and(|a| (0..acked).all(|i| a.crcs.get(c.first_block + i, cb) == zero));
+            (size_now, holes)
+        };
         let token = if size_now > c.alloc_off {
             let acked_blocks = (size_now - c.alloc_off).div_ceil(cb).min(c.blocks);
-            let len = ((acked_blocks * cb) as usize).min(c.disk_len);
-            let data = buf.as_slice()[..len].to_vec();
-            self.shard
-                .image(v.resource, v.id, c.first_block, data, v.sync)
-                .await
-                .map_err(Failure::Storage)?
+            let image = if holes {
+                self.shard.zero_image(v.resource, v.id, c.first_block, acked_blocks, v.sync).await
+            } else {
+                let len = ((acked_blocks * cb) as usize).min(c.disk_len);
+                let data = buf.as_slice()[..len].to_vec();
+                self.shard.image(v.resource, v.id, c.first_block, data, v.sync).await
+            };
+            image.map_err(Failure::Storage)?
         } else {
             None
         };
