@@ -212,7 +212,7 @@ impl Shard {
     /// settled is written back and its blocks take the image's CRCs (the write's new contents,
     /// which it was allowed to have). Returns the blocks repaired.
     fn apply_images(&self, images: ImageReplay) -> io::Result<usize> {
-        let mut pending: Vec<((u64, u64), Option<Vec<u8>>)> = images.pending.into_iter().collect();
+        let mut pending: Vec<_> = images.pending.into_iter().collect();
         pending.sort_unstable_by_key(|(k, _)| *k);
         let mut recs = Vec::new();
         let mut t = self.table.borrow_mut();
