@@ -399,10 +399,12 @@ fn refusals_carry_their_codes() {
         }
     }
 
-    // Source expired: a one-second lease, then the SEND answers -4.
-    let short = client(&a).allocate(4096, 1, Reliability::Hard, None).expect("allocate");
+    // Source expired: a two-second lease (leases count whole seconds, so a one-second lease
+    // can end a few milliseconds after the ALLOCATE, before the STORE on a loaded machine),
+    // then the SEND answers -4.
+    let short = client(&a).allocate(4096, 2, Reliability::Hard, None).expect("allocate");
     client_for(&short.write).handle(&short.write).store(&[1; 4096]).expect("store");
-    thread::sleep(Duration::from_millis(2100));
+    thread::sleep(Duration::from_millis(3100));
     let t = alloc(&b, 4096);
     let err =
         client_for(&short.read).handle(&short.read).send(&t.write, 0, 4096).expect_err("expired");

@@ -695,18 +695,20 @@ fn err_load_past_size(r: &mut Runner, d: &Depot) {
 
 fn err_expired(r: &mut Runner, d: &Depot) {
     let mut raw = conn(d);
-    let caps = allocate(&mut raw, 100, 1, true);
+    // Leases count whole seconds: a 1 s lease can end milliseconds after the ALLOCATE, before
+    // the STORE on a loaded machine; 2 s lasts over one.
+    let caps = allocate(&mut raw, 100, 2, true);
     store(&mut raw, &caps.write, b"brief");
     let started = Instant::now();
     let mut code = 1;
-    while started.elapsed() < Duration::from_secs(5) {
+    while started.elapsed() < Duration::from_secs(6) {
         code = status_of(&manage(&mut conn(d), &caps.manage, "40 3 0 0 0"));
         if code != 1 {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    assert_eq!(code, -4, "a 1 s lease still answers after {:?}", started.elapsed());
+    assert_eq!(code, -4, "a 2 s lease still answers after {:?}", started.elapsed());
     expect_error_fresh(r, d, &format!("1 8 {} 0 5 30", caps.read.wire()), -4);
     expect_error_fresh(r, d, &format!("1 2 {} 1 30", caps.write.wire()), -4);
 }
