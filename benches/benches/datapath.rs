@@ -94,7 +94,8 @@ mod ibpio {
     use ibp_io::net::TcpListener;
     use ibp_io::{Runtime, RuntimeConfig};
 
-    fn runtime() -> Runtime {
+    /// Room for the `q4` shape's buffers too.
+    pub(super) fn runtime() -> Runtime {
         let cfg = RuntimeConfig {
             ring_entries: 64,
             buffer_size: CHUNK,
@@ -175,19 +176,10 @@ mod ibpio_q {
     use std::collections::VecDeque;
     use std::rc::Rc;
 
+    use super::ibpio::runtime;
     use ibp_io::fs::{DmaFile, OpenMode};
     use ibp_io::net::TcpListener;
-    use ibp_io::{FixedBuf, Runtime, RuntimeConfig};
-
-    fn runtime() -> Runtime {
-        let cfg = RuntimeConfig {
-            ring_entries: 64,
-            buffer_size: CHUNK,
-            buffer_count: 2 * DEPTH + 2,
-            register_buffers: true,
-        };
-        Runtime::new(cfg).expect("io_uring runtime")
-    }
+    use ibp_io::FixedBuf;
 
     /// Receives a chunk while up to `DEPTH` earlier chunks are being written.
     pub fn store(iters: u64, path: &Path) -> Duration {

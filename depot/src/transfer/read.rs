@@ -190,18 +190,7 @@ pub async fn stream_spans<S: Sink>(
         h.await;
         let buf = match cell.take() {
             Some(Ok(b)) => b,
-            Some(Err(e)) => {
-                tracing::error!(shard = shard.idx, cause = %e, "load failed");
-                if i == 0 {
-                    let code = if e.starts_with("checksum") {
-                        ErrorCode::Chksum
-                    } else {
-                        ErrorCode::FileRead
-                    };
-                    return Err(ReadFailure::Refused(code));
-                }
-                return Err(ReadFailure::Storage(e));
-            }
+            Some(Err(e)) => return Err(chunk_failed(shard, i, e)),
             None => return Err(ReadFailure::Storage("read task ended without a result".into())),
         };
         if let Some(nc) = plan.get(i + depth) {
@@ -233,27 +222,24 @@ async fn stream_direct<S: Sink>(
             Some(r) if c.payload.end <= r.len() => verify_blocks(shard, v, c, r).map(|()| &*r),
             _ => Err("RAM range outside the region".to_string()),
         };
-        let region = match checked {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(shard = shard.idx, cause = %e, "load failed");
-                if i == 0 {
-                    let code = if e.starts_with("checksum") {
-                        ErrorCode::Chksum
-                    } else {
-                        ErrorCode::FileRead
-                    };
-                    return Err(ReadFailure::Refused(code));
-                }
-                return Err(ReadFailure::Storage(e));
-            }
-        };
+        let region = checked.map_err(|e| chunk_failed(shard, i, e))?;
         if i == 0 {
             sink.begin(total).await.map_err(ReadFailure::Sink)?;
         }
         sink.chunk_slice(&region[c.payload.clone()]).await.map_err(ReadFailure::Sink)?;
     }
     Ok(())
+}
+
+/// Chunk `i` could not be read or failed its check: before the reply header (`i == 0`) the
+/// client is answered −63 (checksum) or −15 (read error); after it the transfer is cut short.
+fn chunk_failed(shard: &Shard, i: usize, e: String) -> ReadFailure {
+    tracing::error!(shard = shard.idx, cause = %e, "load failed");
+    if i > 0 {
+        return ReadFailure::Storage(e);
+    }
+    let code = if e.starts_with("checksum") { ErrorCode::Chksum } else { ErrorCode::FileRead };
+    ReadFailure::Refused(code)
 }
 
 /// Checks every block of chunk `c`, as it is in `data`, against the allocation's CRCs.
