@@ -119,7 +119,9 @@ fn ram_and_disk_paths_agree_with_a_model() {
                     let total: usize = spans.iter().map(|s| s.1).sum();
                     let line = format!("1 35 {} {} 30\n", s.caps.read.wire(), vec_list(&spans));
                     raw.send(line.as_bytes());
-                    assert_eq!(tokens(&raw.line()), ["1", &total.to_string()], "RID {}", s.rid);
+                    let reply = raw.line();
+                    let want = [String::from("1"), total.to_string()];
+                    assert_eq!(tokens(&reply), want, "RID {} step {step}: {spans:?}", s.rid);
                     let got = raw.read_exact(total);
                     let mut at = 0;
                     for (o, l) in spans {
@@ -160,8 +162,7 @@ fn ram_and_disk_paths_agree_with_a_model() {
 /// A deterministic offset in `[0, size]` that leaves room for `len` bytes below `MAX`.
 fn rng_at(seed: u64, step: u64, size: u64, len: usize) -> u64 {
     let mut r = Rng::new(seed.wrapping_mul(31).wrapping_add(step));
-    let top = size.min(MAX - len as u64);
-    r.range(0, top + 1)
+    r.range(0, size.min(MAX - len as u64))
 }
 
 fn put(model: &mut Vec<u8>, at: u64, data: &[u8]) {
