@@ -74,6 +74,20 @@ pub(crate) fn try_with_current<R>(f: impl FnOnce(&Inner) -> R) -> Option<R> {
     CURRENT.try_with(|current| current.borrow().as_deref().map(f)).ok().flatten()
 }
 
+/// Hands queued SQEs to the kernel now (one non-blocking `io_uring_enter`) instead of at the
+/// loop's next turn. Socket calls that complete by a plain syscall keep a task running without
+/// reaching the turn, and disk or journal writes queued meanwhile by other tasks would wait.
+pub(crate) fn flush_submissions() {
+    try_with_current(|rt| {
+        let Ok(mut driver) = rt.driver.try_borrow_mut() else { return };
+        if !driver.ring.submission().is_empty() {
+            if let Err(e) = driver.ring.submit() {
+                tracing::debug!(error = %e, "ibp-io: submit");
+            }
+        }
+    });
+}
+
 /// State shared by the loop, the op futures and the wakers of one runtime.
 pub(crate) struct Inner {
     /// Distinguishes runtimes so a waker or op never touches the wrong one.

@@ -16,9 +16,9 @@ use crate::fd::SharedFd;
 /// Largest single send or receive (SQE lengths are u32).
 const MAX_OP_BYTES: usize = 1 << 30;
 
-/// Socket calls that find their bytes (or room) at once complete by a plain syscall, without
-/// the ring, so a busy stream would never return to the executor and could starve every other
-/// task of the core (and the reaping of their completions). Each such call spends one unit of
+/// `recv_slice`/`send_slice` complete by a plain syscall whenever the socket has bytes (or
+/// room), without the ring, so a busy RAM transfer would never return to the executor and
+/// could starve every other task of the core (and the reaping of their completions). Each such call spends one unit of
 /// this per-thread budget; when it runs out the task passes through the ring once (a NOP),
 /// which lets the other tasks run and the ring be reaped.
 const COOP_BUDGET: u32 = 16;
@@ -28,6 +28,7 @@ thread_local! {
 }
 
 async fn coop_spend() {
+    crate::runtime::flush_submissions();
     let out = COOP_LEFT.with(|c| {
         let left = c.get().saturating_sub(1);
         c.set(if left == 0 { COOP_BUDGET } else { left });
@@ -127,24 +128,6 @@ impl TcpStream {
             return (Err(e), buf);
         }
         let len = spare.min(MAX_OP_BYTES) as u32;
-        // Fast path: bytes the socket already holds are copied by one non-blocking recv(2),
-        // with no round trip through the ring and no task wake-up; only an empty socket goes
-        // to the ring (the kernel then owns the buffer until the completion, as below).
-        // SAFETY: init < bytes_total, so the `len` bytes from the pointer are the buffer's.
-        let n = unsafe {
-            let ptr = buf.stable_mut_ptr().add(init);
-            libc::recv(self.fd.raw(), ptr.cast(), len as usize, libc::MSG_DONTWAIT)
-        };
-        if n >= 0 {
-            // SAFETY: recv wrote `n` bytes right after the initialised ones.
-            unsafe { buf.set_init(init + n as usize) };
-            coop_spend().await;
-            return (Ok(n as usize), buf);
-        }
-        let e = io::Error::last_os_error();
-        if !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) {
-            return (Err(e), buf);
-        }
         loop {
             // SAFETY: init < bytes_total, so the pointer is inside the buffer.
             let ptr = unsafe { buf.stable_mut_ptr().add(init) };
@@ -182,28 +165,6 @@ impl TcpStream {
             // SAFETY: at < range.end ≤ bytes_init.
             let ptr = unsafe { buf.stable_ptr().add(at) };
             let len = (range.end - at).min(MAX_OP_BYTES) as u32;
-            // Fast path: as much as the socket takes right now, by a non-blocking send(2);
-            // the ring is used only to wait for room.
-            // SAFETY: at < range.end ≤ bytes_init, so `len` bytes from ptr are initialised.
-            let n = unsafe {
-                libc::send(
-                    self.fd.raw(),
-                    ptr.cast(),
-                    len as usize,
-                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-                )
-            };
-            if n > 0 {
-                at += n as usize;
-                coop_spend().await;
-                continue;
-            }
-            if n < 0 {
-                let e = io::Error::last_os_error();
-                if !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted) {
-                    return (Err(e), buf);
-                }
-            }
             // MSG_WAITALL: the kernel finishes a partial send itself (retrying on readiness)
             // and posts one completion for the whole range, instead of one per socket-buffer
             // refill.
