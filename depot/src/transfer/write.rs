@@ -339,7 +339,7 @@ impl WriteTicket {
         // of leaving a torn block that matches neither CRC.
         // Blocks whose CRC is the zero block's (holes below the size: several streams filling
         // one allocation make the size jump ahead of them) need only their range journaled.
-        let (size_now, holes) = {
+        let (acked_blocks, holes) = {
             let t = self.shard.table.borrow();
             let a = t.get(v.id);
             let size_now = a.map_or(v.size, |a| a.size);
@@ -347,10 +347,9 @@ impl WriteTicket {
             let zero = zero_block_crc(cb);
             let holes =
                 a.is_some_and(|a| (0..acked).all(|i| a.crcs.get(c.first_block + i, cb) == zero));
-            (size_now, holes)
+            (acked, holes)
         };
-        let token = if size_now > c.alloc_off {
-            let acked_blocks = (size_now - c.alloc_off).div_ceil(cb).min(c.blocks);
+        let token = if acked_blocks > 0 {
             let image = if holes {
                 self.shard.zero_image(v.resource, v.id, c.first_block, acked_blocks, v.sync).await
             } else {
