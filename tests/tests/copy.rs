@@ -359,7 +359,7 @@ fn refusals_carry_their_codes() {
     // Bad target capability: the target's own -4, passed through.
     let good = alloc(&b, 8192);
     let mut bad = good.write.clone();
-    bad.key = format!("{}x", &bad.key[..bad.key.len() - 1]);
+    bad.key = other_key(&bad.key);
     let err = h.send(&bad, 0, 8192).expect_err("bad target");
     assert_eq!(err.ibp_code(), Some(ErrorCode::CapNotFound), "{err}");
     assert!(!err.to_string().contains(&bad.key) && !err.to_string().contains(&src.read.key));
@@ -430,7 +430,7 @@ fn chain_goes_on_past_a_refusing_hop() {
     let crc = fill(&src, 8192, 10);
     let good = alloc(&b, 8192);
     let mut bad = good.write.clone();
-    bad.key = format!("{}x", &bad.key[..bad.key.len() - 1]);
+    bad.key = other_key(&bad.key);
     let (t1, t3) = (alloc(&b, 8192), alloc(&c, 8192));
     let targets = [t1.write.clone(), bad, t3.write.clone()];
     let s = client_for(&src.read);
@@ -505,7 +505,7 @@ fn command_line_copy_and_mcopy() {
     // A bad target: exit code 4 (refused), per-target results in JSON, no capability shown.
     let t1 = alloc(&b, len);
     let mut bad = t1.write.clone();
-    bad.key = format!("{}x", &bad.key[..bad.key.len() - 1]);
+    bad.key = other_key(&bad.key);
     let good_arg = cap_file(&dir, "good", &t1.write);
     let bad_arg = cap_file(&dir, "bad", &bad);
     let out = ibp(&["--json", "mcopy", &src_arg, "--to", &good_arg, &bad_arg, "--streams", "2"]);
@@ -566,4 +566,13 @@ fn checksummed_copy_variants_copy_like_the_plain_ones() {
     let reply = raw.cmd(&format!("1 25 99 65536 {k} {} {tk} 0 {len} 30 30 30", t3.write.to_url()));
     assert_eq!(reply.split_whitespace().next(), Some("-43"), "bad checksum type: {reply}");
     assert_eq!(size_of(&t3.write), 0, "nothing copied");
+}
+
+/// `key` with its last character changed (to `x`, or to `y` when it already was `x`): a
+/// well-formed key that the depot never issued.
+fn other_key(key: &str) -> String {
+    let mut k = key.to_string();
+    let last = k.pop().expect("a non-empty key");
+    k.push(if last == 'x' { 'y' } else { 'x' });
+    k
 }
