@@ -229,6 +229,20 @@ pub fn in_window(v: &View, off: u64, end: u64) -> bool {
     v.window.is_none_or(|(w_off, w_len)| off >= w_off && end <= w_off.saturating_add(w_len))
 }
 
+/// The allocation bytes a data command's span names: offset and length ≥ 0 (else −30), and
+/// inside the max size and the alias window (else −19).
+pub fn span_range(v: &View, s: &IoSpan) -> Result<std::ops::Range<u64>, ErrorCode> {
+    if s.offset < 0 || s.len < 0 {
+        return Err(ErrorCode::InvalidParameter);
+    }
+    let off = s.offset as u64;
+    let end = off
+        .checked_add(s.len as u64)
+        .filter(|&e| e <= v.max_size && in_window(v, off, e))
+        .ok_or(ErrorCode::WouldExceedLimit)?;
+    Ok(off..end)
+}
+
 /// Validates the `cstype blocksize` of a `_CHKSUM` data command: the digest kind and network
 /// block size, `None` for plain framing (no spec, or type NONE). Unknown types answer −64; a
 /// block size outside 1..=one transfer buffer answers −65 (the writer verifies a whole network

@@ -22,7 +22,7 @@ use ibp_client::proto::{ErrorCode, KeyRef};
 use ibp_io::FixedBuf;
 
 use crate::checksum::blocks_touched;
-use crate::cmd::{in_window, lookup, View};
+use crate::cmd::{lookup, span_range, View};
 use crate::datapath::{chunk_crcs, chunks, Chunk};
 use crate::keys::KeyKind;
 use crate::shard::Shard;
@@ -87,18 +87,7 @@ pub async fn open_spans(
     wait: std::time::Duration,
 ) -> Result<(View, Vec<Range<u64>>), ErrorCode> {
     let v = lookup(shard, KeyKind::Read, key)?;
-    let mut spans = Vec::with_capacity(list.len());
-    for s in list {
-        if s.offset < 0 || s.len < 0 {
-            return Err(ErrorCode::InvalidParameter);
-        }
-        let off = s.offset as u64;
-        let end = off
-            .checked_add(s.len as u64)
-            .filter(|&e| e <= v.max_size && in_window(&v, off, e))
-            .ok_or(ErrorCode::WouldExceedLimit)?;
-        spans.push(off..end);
-    }
+    let spans = list.iter().map(|s| span_range(&v, s)).collect::<Result<Vec<_>, _>>()?;
     let end = spans.iter().map(|s| s.end).max().unwrap_or(0);
     if end <= v.size {
         return Ok((v, spans));

@@ -34,7 +34,7 @@ use ibp_client::proto::{ErrorCode, KeyRef};
 use ibp_io::FixedBuf;
 
 use crate::checksum::{blocks_touched, zero_block_crc};
-use crate::cmd::{in_window, lookup, View};
+use crate::cmd::{lookup, span_range, View};
 use crate::datapath::{chunk_crcs, chunk_sums, chunks, Chunk, Slice};
 use crate::keys::KeyKind;
 use crate::lock::{AllocRt, BlockGuard, WriterGuard};
@@ -190,18 +190,7 @@ fn plan_spans(v: &View, rt: &AllocRt, target: &Target) -> Result<Vec<Range<u64>>
             Ok(std::iter::once(off..end).collect())
         }
         Target::Spans(list) => {
-            let mut out = Vec::with_capacity(list.len());
-            for s in list {
-                if s.offset < 0 || s.len < 0 {
-                    return Err(ErrorCode::InvalidParameter);
-                }
-                let off = s.offset as u64;
-                let end = off
-                    .checked_add(s.len as u64)
-                    .filter(|&e| e <= v.max_size && in_window(v, off, e))
-                    .ok_or(ErrorCode::WouldExceedLimit)?;
-                out.push(off..end);
-            }
+            let out = list.iter().map(|s| span_range(v, s)).collect::<Result<Vec<_>, _>>()?;
             if out.is_empty() {
                 return Err(ErrorCode::InvalidParameter);
             }
