@@ -19,7 +19,7 @@ use crate::allocation::{Allocation, Durability};
 use crate::config::{Config, ResourceKind};
 use crate::extent::{Extent, BLOCK_BYTES};
 use crate::journal::record::Record;
-use crate::journal::Journal;
+use crate::journal::{Journal, SyncLevel};
 use crate::keys::DepotSecret;
 use crate::lock::AllocRt;
 use crate::stats::{self, ShardStats};
@@ -84,7 +84,8 @@ impl ImageReplay {
     /// committed (or a later one did); a Delete, a Put or a truncating Meta drops them.
     fn observe(&mut self, rec: &Record, table: &Table) {
         match rec {
-            Record::Image { id, first_block, data } => {
+            Record::Image { id, first_block, data }
+            | Record::CommittedImage { id, first_block, data, .. } => {
                 let Some(a) = table.get(*id) else { return };
                 let cb = a
                     .block_bytes(table.regions[a.resource as usize].policy.checksum_block_bytes)
@@ -209,12 +210,14 @@ impl Shard {
     }
 
     /// Completes in-place writes that a crash may have torn: every image no later record
-    /// settled is written back and its blocks take the image's CRCs (the write's new contents,
-    /// which it was allowed to have). Returns the blocks repaired.
+    /// settled is written back (unless the block holds it already) and its blocks take the
+    /// image's CRCs (the write's new contents, which it was allowed to have). Returns the
+    /// blocks repaired.
     fn apply_images(&self, images: ImageReplay) -> io::Result<usize> {
         let mut pending: Vec<_> = images.pending.into_iter().collect();
         pending.sort_unstable_by_key(|(k, _)| *k);
         let mut recs = Vec::new();
+        let mut repaired = 0;
         let mut t = self.table.borrow_mut();
         for ((id, block), image) in pending {
             let Some(a) = t.get(id) else { continue };
@@ -231,10 +234,19 @@ impl Shard {
                 let keep = a.size.saturating_sub(at) as usize;
                 bytes[keep..].fill(0);
             }
-            self.stores[a.resource as usize].write_blocking(a.base_offset() + at, &bytes)?;
+            let crc = crate::checksum::block_crc(&bytes, cb);
+            let store = &self.stores[a.resource as usize];
+            // Most images of committed overwrites (Record::CommittedImage) landed before the
+            // stop: a block that already holds the image, under the image's CRC, needs nothing.
+            if a.crcs.get(block, cb) == crc
+                && store.read_blocking(a.base_offset() + at, bytes.len())? == bytes
+            {
+                continue;
+            }
+            store.write_blocking(a.base_offset() + at, &bytes)?;
+            repaired += 1;
             let size = a.size;
             let kind = a.disk_digests.as_ref().map(|d| d.kind);
-            let crc = crate::checksum::block_crc(&bytes, cb);
             recs.extend(t.apply_data(id, size, block, &[crc]));
             if let Some(k) = kind {
                 let sum = k.block(&bytes, cb);
@@ -242,11 +254,10 @@ impl Shard {
             }
         }
         drop(t);
-        let n = recs.len();
-        if n > 0 {
-            self.journal.append(&recs, true);
+        if !recs.is_empty() {
+            self.journal.append(&recs, SyncLevel::DataAndJournal);
         }
-        Ok(n)
+        Ok(repaired)
     }
 
     /// Journals the full new contents of blocks about to be rewritten in place, and waits until
@@ -260,6 +271,20 @@ impl Shard {
         sync: bool,
     ) -> Result<Option<u64>, String> {
         self.image_record(resource, Record::Image { id, first_block, data }, sync).await
+    }
+
+    /// As [`Shard::image`], and commits the blocks' new CRCs in the same record
+    /// ([`Record::CommittedImage`]): the caller applied them to the table already (they lie
+    /// wholly below the size, which does not change), and once this returns the write is
+    /// committed whatever becomes of the in-place write; replay completes it.
+    pub async fn committed_image(
+        &self,
+        resource: u16,
+        rec: Record,
+        sync: bool,
+    ) -> Result<Option<u64>, String> {
+        debug_assert!(matches!(rec, Record::CommittedImage { .. }));
+        self.image_record(resource, rec, sync).await
     }
 
     /// As [`Shard::image`] for blocks that hold zeros: only their range is journaled, and a
@@ -286,7 +311,10 @@ impl Shard {
         }
         let token = self.next_image_token.get();
         self.next_image_token.set(token + 1);
-        let seq = self.journal.append(std::slice::from_ref(&rec), sync);
+        // An image carries every byte it stands for: only the journal write must be durable,
+        // not the data stores.
+        let level = if sync { SyncLevel::Journal } else { SyncLevel::Written };
+        let seq = self.journal.append(std::slice::from_ref(&rec), level);
         self.inflight_images.borrow_mut().insert(token, rec);
         match self.journal.wait(seq, sync).await {
             Ok(()) => Ok(Some(token)),
@@ -340,7 +368,7 @@ impl Shard {
         }
         drop(t);
         if !recs.is_empty() {
-            self.journal.append(&recs, false);
+            self.journal.append(&recs, SyncLevel::Written);
         }
         Ok((expired.len(), volatile.len()))
     }
@@ -401,7 +429,8 @@ impl Shard {
             self.publish();
             return Ok(());
         }
-        let seq = self.journal.append(recs, hard);
+        let level = if hard { SyncLevel::DataAndJournal } else { SyncLevel::Written };
+        let seq = self.journal.append(recs, level);
         self.publish();
         self.journal.wait(seq, hard).await
     }

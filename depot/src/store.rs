@@ -325,6 +325,44 @@ impl Store {
         }
     }
 
+    /// Reads `len` bytes at `off` synchronously (journal replay at start-up, before the ring
+    /// serves anything). `off` and `len` must be 4 KiB aligned.
+    pub fn read_blocking(&self, off: u64, len: usize) -> io::Result<Vec<u8>> {
+        match &self.backend {
+            Backend::Disk(f, base) => {
+                let mut buf = ibp_io::AlignedBuf::new(len);
+                buf.set_len(len);
+                let mut done = 0usize;
+                while done < len {
+                    let dst = &mut buf.as_full_mut()[done..len];
+                    // SAFETY: dst is valid for dst.len() bytes; the buffer is 4 KiB aligned.
+                    let n = unsafe {
+                        libc::pread(
+                            f.as_raw_fd(),
+                            dst.as_mut_ptr().cast(),
+                            dst.len(),
+                            (base + off + done as u64) as libc::off_t,
+                        )
+                    };
+                    if n < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    if n == 0 {
+                        return Err(io::Error::other("replay read past the end of the store"));
+                    }
+                    done += n as usize;
+                }
+                Ok(buf.as_full_mut()[..len].to_vec())
+            }
+            Backend::Ram(region) => {
+                let r = ram_range(off, len, self.len)?;
+                // SAFETY: r is inside the region (checked); nothing else runs during replay.
+                Ok(unsafe { region.slice_mut(r) }.to_vec())
+            }
+            Backend::Faulty(inner, _) => inner.read_blocking(off, len),
+        }
+    }
+
     /// Zeroes `[off, off + len)` so freed space and the space past an allocation's size read as
     /// zeros (see checksum.rs). Synchronous: on disk it is a metadata operation
     /// (FALLOC_FL_ZERO_RANGE), in RAM a memset.

@@ -466,7 +466,8 @@ impl Table {
                 self.insert(*a);
                 Ok(())
             }
-            Record::Data { id, size, first_block, crcs } => self
+            Record::Data { id, size, first_block, crcs }
+            | Record::CommittedImage { id, size, first_block, crcs, .. } => self
                 .apply_data(id, size, first_block, &crcs)
                 .map(|_| ())
                 .ok_or("data for unknown allocation"),

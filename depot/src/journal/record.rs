@@ -61,6 +61,12 @@ pub enum Record {
     /// is undone on replay by zeroing them again. Saves writing the data twice when several
     /// streams fill one allocation's slices (the size jumps ahead of the holes).
     ZeroImage { id: u64, first_block: u64, blocks: u64 },
+    /// An overwrite committed in one record: the new contents of blocks that lie wholly below
+    /// the size (as `Image`) together with their CRCs (as `Data`; `size` is unchanged). It is
+    /// made durable *before* the in-place write, which then needs no sync of its own: replay
+    /// applies the CRCs and rewrites the bytes in place unless a later record settles the
+    /// blocks. One journal write per small overwrite instead of image, data sync and commit.
+    CommittedImage { id: u64, size: u64, first_block: u64, crcs: Vec<u32>, data: Vec<u8> },
 }
 
 const TAG_HEADER: u8 = 1;
@@ -74,6 +80,7 @@ const TAG_ALIAS_DELETE: u8 = 8;
 const TAG_REKEY: u8 = 9;
 const TAG_IMAGE: u8 = 10;
 const TAG_ZERO_IMAGE: u8 = 11;
+const TAG_COMMITTED_IMAGE: u8 = 12;
 
 /// Why a payload did not decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,6 +218,15 @@ impl Record {
                 put_u64(out, *first_block);
                 put_u64(out, *blocks);
             }
+            Record::CommittedImage { id, size, first_block, crcs, data } => {
+                out.push(TAG_COMMITTED_IMAGE);
+                put_u64(out, *id);
+                put_u64(out, *size);
+                put_u64(out, *first_block);
+                put_crcs(out, crcs);
+                put_u64(out, data.len() as u64);
+                out.extend_from_slice(data);
+            }
         }
     }
 
@@ -309,6 +325,20 @@ impl Record {
             }
             TAG_ZERO_IMAGE => {
                 Record::ZeroImage { id: r.u64()?, first_block: r.u64()?, blocks: r.u64()? }
+            }
+            TAG_COMMITTED_IMAGE => {
+                let (id, size, first_block, crcs) = (r.u64()?, r.u64()?, r.u64()?, r.crcs()?);
+                let n = r.u64()?;
+                if n > r.buf.len() as u64 {
+                    return Err(DecodeError("image length past the end of the record"));
+                }
+                Record::CommittedImage {
+                    id,
+                    size,
+                    first_block,
+                    crcs,
+                    data: r.bytes(n as usize)?.to_vec(),
+                }
             }
             _ => return Err(DecodeError("unknown record tag")),
         };
@@ -525,6 +555,19 @@ mod tests {
             (any::<u64>(), any::<u64>(), any::<u64>()).prop_map(|(id, first_block, blocks)| {
                 Record::ZeroImage { id, first_block, blocks }
             }),
+            (
+                any::<u64>(),
+                any::<u64>(),
+                proptest::collection::vec(any::<u32>(), 0..8),
+                proptest::collection::vec(any::<u8>(), 0..300)
+            )
+                .prop_map(|(id, size, crcs, data)| Record::CommittedImage {
+                    id,
+                    size,
+                    first_block: size / 3,
+                    crcs,
+                    data
+                }),
         ]
     }
 

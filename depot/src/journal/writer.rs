@@ -3,9 +3,12 @@
 //! Design: records are encoded into `pending` the moment the table changes (same synchronous
 //! step, so memory and journal never disagree in order). One committer task per shard takes
 //! everything pending, writes it in one O_DIRECT write (the last partial 4 KiB page is kept in
-//! memory and rewritten with the next batch), and — when any record in the batch belongs to a
-//! hard allocation — fdatasyncs the shard's data stores and then the journal before waking the
-//! waiters. Many concurrent commands therefore share one write and one sync (group commit).
+//! memory and rewritten with the next batch), and makes it as durable as its most demanding
+//! record asks ([`SyncLevel`]): a record that claims data already written in place (a hard
+//! allocation's new size and CRCs) needs the shard's data stores fdatasync'd first; a record
+//! that carries everything it claims (a doublewrite image) needs only the journal write itself
+//! to be durable (RWF_DSYNC). Many concurrent commands therefore share one write and at most
+//! one sync of each kind (group commit).
 //!
 //! The file is preallocated; replay stops at the first zero frame. When the file passes three
 //! quarters full it is compacted: a snapshot of the table (which already includes everything
@@ -36,11 +39,24 @@ pub struct RecoveryReport {
     pub torn: Option<&'static str>,
 }
 
+/// How durable a batch must be before its waiters wake; a batch takes the highest level any
+/// of its records asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SyncLevel {
+    /// Written to the file (survives the process, not a power cut): soft allocations.
+    Written,
+    /// The journal write itself is durable: records that carry every byte they claim.
+    Journal,
+    /// The data stores are synced first, then the journal: records that claim bytes already
+    /// written in place (hard allocations).
+    DataAndJournal,
+}
+
 struct State {
     /// Encoded records not yet written.
     pending: Vec<u8>,
-    /// Whether any pending record needs to be durable before its reply (hard allocations).
-    pending_sync: bool,
+    /// The durability the pending records need.
+    pending_sync: SyncLevel,
     appended_seq: u64,
     written_seq: u64,
     synced_seq: u64,
@@ -139,7 +155,7 @@ impl Journal {
             shards,
             file: RefCell::new(Rc::new(file)),
             st: RefCell::new(State {
-                pending_sync: !pending.is_empty(),
+                pending_sync: SyncLevel::DataAndJournal,
                 pending,
                 appended_seq: 1,
                 written_seq: 0,
@@ -156,14 +172,15 @@ impl Journal {
         Ok((j, report))
     }
 
-    /// Appends records; returns the sequence number to wait for. `sync` asks that the batch be
-    /// made durable (data stores and journal fdatasync'd) before waiters wake.
-    pub fn append(&self, recs: &[Record], sync: bool) -> u64 {
+    /// Appends records; returns the sequence number to wait for. `sync` is how durable the
+    /// batch must be before waiters wake (wait with `sync` = true for anything above
+    /// [`SyncLevel::Written`]).
+    pub fn append(&self, recs: &[Record], sync: SyncLevel) -> u64 {
         let mut st = self.st.borrow_mut();
         for r in recs {
             r.encode_framed(&mut st.pending);
         }
-        st.pending_sync |= sync;
+        st.pending_sync = st.pending_sync.max(sync);
         st.appended_seq += 1;
         let seq = st.appended_seq;
         drop(st);
@@ -200,20 +217,21 @@ impl Journal {
         st.file_pos + st.pending.len() as u64 + PAGE > st.capacity / 4 * 3
     }
 
-    /// Writes everything pending in one batch; syncs `data_sync` first when the batch needs it.
-    /// Returns whether the batch needed a sync (so the caller knows data stores were synced).
+    /// Writes everything pending in one batch, as durable as its records asked: `data_sync`
+    /// first for [`SyncLevel::DataAndJournal`], the write itself with RWF_DSYNC from
+    /// [`SyncLevel::Journal`] up.
     pub async fn commit_batch<F, Fut>(&self, data_sync: F) -> Result<(), String>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<(), String>>,
     {
-        let (buf, len, seq, need_sync, write_at) = {
+        let (buf, len, seq, level, write_at) = {
             let mut st = self.st.borrow_mut();
             if st.pending.is_empty() {
                 return Ok(());
             }
             let pending = std::mem::take(&mut st.pending);
-            let need_sync = std::mem::replace(&mut st.pending_sync, false);
+            let level = std::mem::replace(&mut st.pending_sync, SyncLevel::Written);
             let total = st.tail.len() + pending.len();
             let len = (total as u64).div_ceil(PAGE) * PAGE;
             let mut buf = AlignedBuf::new(len as usize);
@@ -225,17 +243,22 @@ impl Journal {
             st.file_pos += pending.len() as u64;
             let keep_from = (st.file_pos / PAGE * PAGE - write_at) as usize;
             st.tail = full[keep_from..total].to_vec();
-            (buf, len as usize, st.appended_seq, need_sync, write_at)
+            (buf, len as usize, st.appended_seq, level, write_at)
         };
+        let need_sync = level >= SyncLevel::Journal;
         let file = self.file.borrow().clone();
         let result = async {
-            if need_sync {
+            if level == SyncLevel::DataAndJournal {
                 data_sync().await?;
             }
-            let (r, _buf) = file.write_at(buf, write_at, 0..len).await;
-            r.map_err(|e| format!("journal write failed: {e}"))?;
+            // A batch that must be durable is written with RWF_DSYNC: one operation, where
+            // a write and then an fdatasync would be two dependent trips through the ring.
             if need_sync {
-                file.fdatasync().await.map_err(|e| format!("journal sync failed: {e}"))?;
+                let (r, _buf) = file.write_at_durable(buf, write_at, 0..len).await;
+                r.map_err(|e| format!("journal write (durable) failed: {e}"))?;
+            } else {
+                let (r, _buf) = file.write_at(buf, write_at, 0..len).await;
+                r.map_err(|e| format!("journal write failed: {e}"))?;
             }
             Ok::<(), String>(())
         }
@@ -272,7 +295,7 @@ impl Journal {
         let seq = {
             let mut st = self.st.borrow_mut();
             st.pending.clear();
-            st.pending_sync = false;
+            st.pending_sync = SyncLevel::Written;
             st.appended_seq
         };
         let result = self.write_snapshot(snapshot, data_sync).await;

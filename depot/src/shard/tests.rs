@@ -194,3 +194,110 @@ fn a_failed_sync_latches_and_nothing_is_acknowledged_after_it() {
         assert!(r.is_ok(), "reads go on");
     });
 }
+
+/// Where block `block` of allocation `id` lies in its store, and the block size.
+fn block_at(shard: &Shard, id: u64, block: u64) -> (u64, u64) {
+    let t = shard.table.borrow();
+    let a = t.get(id).expect("live allocation");
+    let cb = a.block_bytes(t.regions[a.resource as usize].policy.checksum_block_bytes);
+    (a.base_offset() + block * cb, cb)
+}
+
+/// Writes `bytes` in place at block `block` and commits them as the write path's normal
+/// commit does (in place first, then the new size and CRCs, synced).
+async fn write_and_commit(shard: &Shard, id: u64, block: u64, bytes: &[u8]) {
+    let (at, cb) = block_at(shard, id, block);
+    let mut buf = ibp_io::buf::acquire().await;
+    buf.set_len(bytes.len());
+    buf.as_full_mut()[..bytes.len()].copy_from_slice(bytes);
+    let (r, _) = shard.stores[0].write(buf, at, 0..bytes.len()).await;
+    r.expect("in-place write");
+    let end = (block + 1) * cb;
+    let crc = crate::checksum::block_crc(bytes, cb);
+    let rec = shard.table.borrow_mut().apply_data(id, end, block, &[crc]).expect("live");
+    shard.commit(0, &[rec], true).await.expect("committed");
+}
+
+/// Commits an overwrite of block `block` with `bytes` by its image alone, as the write path
+/// does for blocks below the size, and never writes it in place (the crash comes first).
+async fn commit_image_only(shard: &Shard, id: u64, block: u64, bytes: &[u8]) {
+    let (_, cb) = block_at(shard, id, block);
+    let crcs = vec![crate::checksum::block_crc(bytes, cb)];
+    let Some(Record::Data { size, .. }) = shard.table.borrow_mut().apply_data(id, 0, block, &crcs)
+    else {
+        panic!("live allocation")
+    };
+    let rec = Record::CommittedImage { id, size, first_block: block, crcs, data: bytes.to_vec() };
+    shard.committed_image(0, rec, true).await.expect("image committed");
+}
+
+/// What block `block` holds on disk, and the CRC the table keeps for it.
+fn block_state(shard: &Shard, id: u64, block: u64) -> (Vec<u8>, u32) {
+    let (at, cb) = block_at(shard, id, block);
+    let bytes = shard.stores[0].read_blocking(at, cb as usize).expect("read back");
+    let crc = shard.table.borrow().get(id).expect("live").crcs.get(block, cb);
+    (bytes, crc)
+}
+
+#[test]
+fn a_committed_image_completes_an_overwrite_that_never_reached_its_block() {
+    let dir = TempDir::new("cimage");
+    let s = shared(&dir.0, "1MiB");
+    let clock = ManualClock::new(1_000_000);
+    let cb = 64 * 1024;
+    let (old, new) = (vec![0xA5u8; cb], vec![0x3Cu8; cb]);
+    let id = runtime().block_on(async {
+        let shard = open(&s, &clock);
+        ibp_io::spawn(shard.clone().run_committer());
+        let (id, _) = allocate(&shard, Durability::Hard, 2 * cb as u64, 3600).await;
+        write_and_commit(&shard, id, 0, &old).await;
+        write_and_commit(&shard, id, 1, &old).await;
+        commit_image_only(&shard, id, 0, &new).await;
+        let (bytes, _) = block_state(&shard, id, 0);
+        assert_eq!(
+            bytes, old,
+            "the in-place write was skipped: the block still holds the old bytes"
+        );
+        id
+    });
+    let new_crc = crate::checksum::block_crc(&new, cb as u64);
+    let old_crc = crate::checksum::block_crc(&old, cb as u64);
+    for round in 0..2 {
+        runtime().block_on(async {
+            let shard = open(&s, &clock);
+            assert_eq!(block_state(&shard, id, 0), (new.clone(), new_crc), "round {round}");
+            assert_eq!(block_state(&shard, id, 1), (old.clone(), old_crc), "round {round}");
+            ibp_io::spawn(shard.clone().run_committer());
+            // Let the repair's records reach the journal before the next open.
+            shard.commit(0, &[Record::Delete { id: u64::MAX }], true).await.expect("flushed");
+        });
+    }
+}
+
+#[test]
+fn a_later_commit_of_the_same_block_supersedes_a_committed_image() {
+    let dir = TempDir::new("cimage2");
+    let s = shared(&dir.0, "1MiB");
+    let clock = ManualClock::new(1_000_000);
+    let cb = 64 * 1024;
+    let (a, b, c) = (vec![1u8; cb], vec![2u8; cb], vec![3u8; cb]);
+    let id = runtime().block_on(async {
+        let shard = open(&s, &clock);
+        ibp_io::spawn(shard.clone().run_committer());
+        let (id, _) = allocate(&shard, Durability::Hard, cb as u64, 3600).await;
+        write_and_commit(&shard, id, 0, &a).await;
+        commit_image_only(&shard, id, 0, &b).await;
+        // A later write of the block through the normal path: in place, then its CRC.
+        write_and_commit(&shard, id, 0, &c).await;
+        id
+    });
+    runtime().block_on(async {
+        let shard = open(&s, &clock);
+        let crc = crate::checksum::block_crc(&c, cb as u64);
+        assert_eq!(
+            block_state(&shard, id, 0),
+            (c.clone(), crc),
+            "the older image was not replayed"
+        );
+    });
+}

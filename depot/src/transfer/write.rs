@@ -11,6 +11,12 @@
 //! digest, for ALLOCATE_CHKSUM allocations) while it is in the buffer, and commits the new
 //! size, CRCs and digests to the journal (fdatasync first for hard allocations).
 //!
+//! Blocks that already hold acknowledged bytes are journaled before they are rewritten in
+//! place (doublewrite). A chunk wholly below the size (an overwrite, which cannot change the
+//! size) is committed by that image itself, which carries its CRCs
+//! ([`Record::CommittedImage`]): one journal write, durable for hard allocations, after which
+//! the in-place write needs neither a data sync nor a commit record of its own.
+//!
 //! A chunk is whole checksum blocks. The first and last block of a span may be partial: their
 //! other bytes are read from disk first (or are zeros, past the data), so the block is
 //! rewritten whole and its CRC covers exactly what is on disk. When a span touches a block an
@@ -36,6 +42,7 @@ use ibp_io::FixedBuf;
 use crate::checksum::{blocks_touched, zero_block_crc};
 use crate::cmd::{lookup, span_range, View};
 use crate::datapath::{chunk_crcs, chunk_sums, chunks, Chunk, Slice};
+use crate::journal::record::Record;
 use crate::keys::KeyKind;
 use crate::lock::{AllocRt, BlockGuard, WriterGuard};
 use crate::shard::Shard;
@@ -207,8 +214,12 @@ impl Drop for WriteTicket {
     }
 }
 
-/// Per finished span: its first block, the CRCs and the disk digests of its blocks.
-type SpanDone = (u64, Vec<u32>, Vec<u8>);
+/// Per finished span: its first block, the CRCs and the disk digests of its blocks, and whether
+/// every chunk of it was committed already (by a [`Record::CommittedImage`]).
+type SpanDone = (u64, Vec<u32>, Vec<u8>, bool);
+
+/// A received chunk: its blocks' CRCs and digests, and whether it is committed already.
+type ChunkDone = (Vec<u32>, Vec<u8>, bool);
 
 impl WriteTicket {
     /// Payload bytes of the whole write.
@@ -247,7 +258,7 @@ impl WriteTicket {
         let mut result = Ok(());
         'spans: for span in &self.spans {
             if span.end <= span.start {
-                done.push((span.start / cb, Vec::new(), Vec::new()));
+                done.push((span.start / cb, Vec::new(), Vec::new(), false));
                 continue;
             }
             if touched.meets_then_add(blocks_touched(span.start, span.end, cb)) {
@@ -262,11 +273,13 @@ impl WriteTicket {
                 chunks(span.start, span.end, cb, self.shard.cfg.buffer_bytes, v.extent_bytes);
             let mut crcs = Vec::with_capacity(plan.iter().map(|c| c.blocks as usize).sum());
             let mut sums = Vec::new();
+            let mut committed = true;
             for c in plan {
                 match self.receive_chunk(src, &c, data_end, &mut inflight, written).await {
-                    Ok((c_crcs, c_sums)) => {
+                    Ok((c_crcs, c_sums, c_committed)) => {
                         crcs.extend(c_crcs);
                         sums.extend(c_sums);
+                        committed &= c_committed;
                     }
                     Err(e) => {
                         result = Err(e);
@@ -274,7 +287,7 @@ impl WriteTicket {
                     }
                 }
             }
-            done.push((span.start / cb, crcs, sums));
+            done.push((span.start / cb, crcs, sums, committed));
             data_end = data_end.max(span.end);
         }
         // Every write must have landed before the commit, or before a failed transfer is
@@ -295,7 +308,7 @@ impl WriteTicket {
         data_end: u64,
         inflight: &mut VecDeque<Pending>,
         written: &mut Vec<Range<u64>>,
-    ) -> Result<(Vec<u32>, Vec<u8>), Failure> {
+    ) -> Result<ChunkDone, Failure> {
         let v = &self.v;
         let cb = v.checksum_block;
         let store = &self.shard.stores[v.resource as usize];
@@ -312,7 +325,7 @@ impl WriteTicket {
             src.fill_slice(&mut region[c.payload.clone()]).await.map_err(Failure::Peer)?;
             let crcs = chunk_crcs(region, c, cb);
             let sums = v.digest.map_or_else(Vec::new, |k| chunk_sums(region, c, cb, k));
-            return Ok((crcs, sums));
+            return Ok((crcs, sums, false));
         }
         let mut buf = ibp_io::buf::acquire().await;
         buf.set_len(0);
@@ -328,7 +341,10 @@ impl WriteTicket {
         // of leaving a torn block that matches neither CRC.
         // Blocks whose CRC is the zero block's (holes below the size: several streams filling
         // one allocation make the size jump ahead of them) need only their range journaled.
-        let (acked_blocks, holes) = {
+        // A chunk wholly below the size (an overwrite: the size cannot change) is committed
+        // by its image alone, which carries its CRCs: one durable journal write, after which
+        // the in-place write needs no sync and no commit record of its own.
+        let (acked_blocks, holes, below_size) = {
             let t = self.shard.table.borrow();
             let a = t.get(v.id);
             let size_now = a.map_or(v.size, |a| a.size);
@@ -336,9 +352,31 @@ impl WriteTicket {
             let zero = zero_block_crc(cb);
             let holes =
                 a.is_some_and(|a| (0..acked).all(|i| a.crcs.get(c.first_block + i, cb) == zero));
-            (acked, holes)
+            (acked, holes, c.alloc_off + c.payload.end as u64 <= size_now)
         };
-        let token = if acked_blocks > 0 {
+        let commit_now = acked_blocks == c.blocks
+            && below_size
+            && !holes
+            && v.digest.is_none()
+            && self.shard.is_disk(v.resource);
+        let token = if commit_now {
+            // Counted as written first: if the record fails, settle() re-reads these blocks
+            // and puts back the CRCs of what is on disk.
+            written.push(c.first_block..c.first_block + c.blocks);
+            let Some(Record::Data { size, .. }) =
+                self.shard.table.borrow_mut().apply_data(v.id, 0, c.first_block, &crcs)
+            else {
+                return Err(Failure::Storage("allocation vanished during the transfer".into()));
+            };
+            let rec = Record::CommittedImage {
+                id: v.id,
+                size,
+                first_block: c.first_block,
+                crcs: crcs.clone(),
+                data: buf.as_slice()[..c.disk_len].to_vec(),
+            };
+            self.shard.committed_image(v.resource, rec, v.sync).await.map_err(Failure::Storage)?
+        } else if acked_blocks > 0 {
             let image = if holes {
                 self.shard.zero_image(v.resource, v.id, c.first_block, acked_blocks, v.sync).await
             } else {
@@ -353,10 +391,12 @@ impl WriteTicket {
         if inflight.len() >= WRITES_IN_FLIGHT {
             wait_write(inflight).await?;
         }
-        written.push(c.first_block..c.first_block + c.blocks);
+        if !commit_now {
+            written.push(c.first_block..c.first_block + c.blocks);
+        }
         let at = v.base + c.alloc_off;
         inflight.push_back(spawn_write(self.shard.clone(), v.resource, buf, at, c.disk_len, token));
-        Ok((crcs, sums))
+        Ok((crcs, sums, commit_now))
     }
 
     /// Records the new size, CRCs and digests of every span, durably for hard allocations.
@@ -364,7 +404,10 @@ impl WriteTicket {
         let mut recs = Vec::with_capacity(done.len() * 2);
         {
             let mut t = self.shard.table.borrow_mut();
-            for (span, (first, crcs, sums)) in self.spans.iter().zip(done) {
+            for (span, (first, crcs, sums, committed)) in self.spans.iter().zip(done) {
+                if *committed {
+                    continue; // its CommittedImage records already hold it
+                }
                 let Some(rec) = t.apply_data(self.v.id, span.end, *first, crcs) else {
                     return Err(Failure::Storage("allocation vanished during the transfer".into()));
                 };
