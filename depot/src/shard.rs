@@ -72,6 +72,14 @@ pub struct Shard {
     next_image_token: std::cell::Cell<u64>,
 }
 
+/// A doublewrite image in the journal whose in-place write has not ended yet.
+#[derive(Debug)]
+pub struct PendingImage {
+    token: u64,
+    seq: u64,
+    sync: bool,
+}
+
 /// Images met during replay that no later record resolved: (allocation, block) → the block's
 /// bytes (`None`: a zero image, the block goes back to zeros).
 #[derive(Default)]
@@ -260,54 +268,18 @@ impl Shard {
         Ok(repaired)
     }
 
-    /// Journals the full new contents of blocks about to be rewritten in place, and waits until
-    /// they are written (synced when `sync`). Returns a token for `image_done`.
-    pub async fn image(
-        &self,
-        resource: u16,
-        id: u64,
-        first_block: u64,
-        data: Vec<u8>,
-        sync: bool,
-    ) -> Result<Option<u64>, String> {
-        self.image_record(resource, Record::Image { id, first_block, data }, sync).await
-    }
-
-    /// As [`Shard::image`], and commits the blocks' new CRCs in the same record
-    /// ([`Record::CommittedImage`]): the caller applied them to the table already (they lie
-    /// wholly below the size, which does not change), and once this returns the write is
-    /// committed whatever becomes of the in-place write; replay completes it.
-    pub async fn committed_image(
-        &self,
-        resource: u16,
-        rec: Record,
-        sync: bool,
-    ) -> Result<Option<u64>, String> {
-        debug_assert!(matches!(rec, Record::CommittedImage { .. }));
-        self.image_record(resource, rec, sync).await
-    }
-
-    /// As [`Shard::image`] for blocks that hold zeros: only their range is journaled, and a
-    /// torn write is undone on replay by zeroing them.
-    pub async fn zero_image(
-        &self,
-        resource: u16,
-        id: u64,
-        first_block: u64,
-        blocks: u64,
-        sync: bool,
-    ) -> Result<Option<u64>, String> {
-        self.image_record(resource, Record::ZeroImage { id, first_block, blocks }, sync).await
-    }
-
-    async fn image_record(
-        &self,
-        resource: u16,
-        rec: Record,
-        sync: bool,
-    ) -> Result<Option<u64>, String> {
+    /// Appends a doublewrite image ([`Record::Image`], [`Record::ZeroImage`] or
+    /// [`Record::CommittedImage`]) of blocks about to be rewritten in place, without waiting:
+    /// the in-place write may start once [`Shard::image_durable`] returns, and reports to
+    /// [`Shard::image_done`] when it ends. `None` for RAM resources (nothing is journaled).
+    ///
+    /// A `CommittedImage` also commits the blocks' new CRCs (the caller applied them to the
+    /// table already: the blocks lie wholly below the size, which does not change); once it is
+    /// durable the write is committed whatever becomes of the in-place write, since replay
+    /// completes it.
+    pub fn journal_image(&self, resource: u16, rec: Record, sync: bool) -> Option<PendingImage> {
         if !self.cfg.resources[resource as usize].kind.is_persistent() {
-            return Ok(None);
+            return None;
         }
         let token = self.next_image_token.get();
         self.next_image_token.set(token + 1);
@@ -316,19 +288,19 @@ impl Shard {
         let level = if sync { SyncLevel::Journal } else { SyncLevel::Written };
         let seq = self.journal.append(std::slice::from_ref(&rec), level);
         self.inflight_images.borrow_mut().insert(token, rec);
-        match self.journal.wait(seq, sync).await {
-            Ok(()) => Ok(Some(token)),
-            Err(e) => {
-                self.image_done(Some(token));
-                Err(e)
-            }
-        }
+        Some(PendingImage { token, seq, sync })
     }
 
-    /// The in-place write an image protected has completed (or been abandoned).
-    pub fn image_done(&self, token: Option<u64>) {
-        if let Some(t) = token {
-            self.inflight_images.borrow_mut().remove(&t);
+    /// Waits until image `p` is written (durably when its allocation is hard).
+    pub async fn image_durable(&self, p: &PendingImage) -> Result<(), String> {
+        self.journal.wait(p.seq, p.sync).await
+    }
+
+    /// The in-place write image `p` protected has completed (or been abandoned): a compaction
+    /// from now on need not keep it.
+    pub fn image_done(&self, p: Option<PendingImage>) {
+        if let Some(p) = p {
+            self.inflight_images.borrow_mut().remove(&p.token);
         }
     }
 

@@ -228,7 +228,10 @@ async fn commit_image_only(shard: &Shard, id: u64, block: u64, bytes: &[u8]) {
         panic!("live allocation")
     };
     let rec = Record::CommittedImage { id, size, first_block: block, crcs, data: bytes.to_vec() };
-    shard.committed_image(0, rec, true).await.expect("image committed");
+    let p = shard.journal_image(0, rec, true);
+    let pending = p.as_ref().expect("a disk resource journals images");
+    shard.image_durable(pending).await.expect("image committed");
+    shard.image_done(p);
 }
 
 /// What block `block` holds on disk, and the CRC the table keeps for it.

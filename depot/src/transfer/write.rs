@@ -45,7 +45,7 @@ use crate::datapath::{chunk_crcs, chunk_sums, chunks, Chunk, Slice};
 use crate::journal::record::Record;
 use crate::keys::KeyKind;
 use crate::lock::{AllocRt, BlockGuard, WriterGuard};
-use crate::shard::Shard;
+use crate::shard::{PendingImage, Shard};
 
 /// Disk writes of one transfer in flight at once, while the next chunk is received: enough
 /// for the disk to see a queue (each holds one pool buffer).
@@ -354,12 +354,18 @@ impl WriteTicket {
                 a.is_some_and(|a| (0..acked).all(|i| a.crcs.get(c.first_block + i, cb) == zero));
             (acked, holes, c.alloc_off + c.payload.end as u64 <= size_now)
         };
-        let commit_now = acked_blocks == c.blocks
+        // Only for one-span writes: with several spans, a later span may rewrite blocks of an
+        // earlier one, whose CRCs are applied at the final commit and would then overwrite the
+        // later span's early-committed ones.
+        let commit_now = self.spans.len() == 1
+            && acked_blocks == c.blocks
             && below_size
             && !holes
             && v.digest.is_none()
             && self.shard.is_disk(v.resource);
-        let token = if commit_now {
+        // The image is appended now and the in-place write waits for it in its own task, so
+        // the next chunk is received while the journal write is under way.
+        let image = if commit_now {
             // Counted as written first: if the record fails, settle() re-reads these blocks
             // and puts back the CRCs of what is on disk.
             written.push(c.first_block..c.first_block + c.blocks);
@@ -375,16 +381,16 @@ impl WriteTicket {
                 crcs: crcs.clone(),
                 data: buf.as_slice()[..c.disk_len].to_vec(),
             };
-            self.shard.committed_image(v.resource, rec, v.sync).await.map_err(Failure::Storage)?
+            self.shard.journal_image(v.resource, rec, v.sync)
         } else if acked_blocks > 0 {
-            let image = if holes {
-                self.shard.zero_image(v.resource, v.id, c.first_block, acked_blocks, v.sync).await
+            let (id, first_block) = (v.id, c.first_block);
+            let rec = if holes {
+                Record::ZeroImage { id, first_block, blocks: acked_blocks }
             } else {
                 let len = ((acked_blocks * cb) as usize).min(c.disk_len);
-                let data = buf.as_slice()[..len].to_vec();
-                self.shard.image(v.resource, v.id, c.first_block, data, v.sync).await
+                Record::Image { id, first_block, data: buf.as_slice()[..len].to_vec() }
             };
-            image.map_err(Failure::Storage)?
+            self.shard.journal_image(v.resource, rec, v.sync)
         } else {
             None
         };
@@ -395,7 +401,7 @@ impl WriteTicket {
             written.push(c.first_block..c.first_block + c.blocks);
         }
         let at = v.base + c.alloc_off;
-        inflight.push_back(spawn_write(self.shard.clone(), v.resource, buf, at, c.disk_len, token));
+        inflight.push_back(spawn_write(self.shard.clone(), v.resource, buf, at, c.disk_len, image));
         Ok((crcs, sums, commit_now))
     }
 
@@ -509,11 +515,20 @@ fn spawn_write(
     buf: FixedBuf,
     at: u64,
     len: usize,
-    image: Option<u64>,
+    image: Option<PendingImage>,
 ) -> Pending {
     let cell = Rc::new(Cell::new(None));
     let out = cell.clone();
     let h = ibp_io::spawn(async move {
+        // Blocks holding acknowledged bytes are rewritten only once their image is in the
+        // journal (durably, for hard allocations).
+        if let Some(p) = &image {
+            if let Err(e) = shard.image_durable(p).await {
+                shard.image_done(image);
+                out.set(Some(Err(io::Error::other(e))));
+                return;
+            }
+        }
         let (r, _buf) = shard.stores[resource as usize].write(buf, at, 0..len).await;
         // The blocks are on disk (or the store latched): a compaction from now on need not
         // keep their image; the journal copy stays until then.
