@@ -5,15 +5,26 @@
 //! `MAX_LINE_BYTES`, then parsed. Whatever follows it — the next pipelined command, or the
 //! payload of a STORE that the client sent before our `1 \n` — stays in `rbuf` and is consumed
 //! before the socket is read again.
+//!
+//! Replies go out in command order. A pipelined STORE/WRITE may leave its final reply to a
+//! task (the *reply lane*, [`Conn::defer`]) that waits for its last disk writes and its commit
+//! while the connection already receives the next write's payload; every later send waits for
+//! the lane first, so the wire order never changes.
 
+use std::cell::{Cell, RefCell};
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::Duration;
 
 use ibp_client::proto::{find_line, reply, ErrorCode, MAX_LINE_BYTES};
 use ibp_io::net::TcpStream;
+use ibp_io::sync::Notify;
 use ibp_io::time::timeout;
-use ibp_io::{FixedBuf, IoBuf, IoBufMut};
+use ibp_io::{FixedBuf, IoBuf, IoBufMut, JoinHandle};
+
+use crate::cmd::Next;
 
 /// Lingering close: how long, and how many bytes, a closing connection keeps draining.
 const LINGER: Duration = Duration::from_millis(500);
@@ -33,30 +44,203 @@ pub enum LineError {
     /// The line is longer than the limit.
     TooLong,
     Io(io::Error),
+    /// A deferred reply ended the connection ([`Conn::lane_ended`] says how) while it
+    /// waited for the next line.
+    LaneEnded,
 }
 
 /// A connection being served.
 pub struct Conn {
-    pub stream: TcpStream,
+    /// Shared with the reply lane's task.
+    stream: Rc<TcpStream>,
     /// Received bytes; `rbuf[rpos..]` is not yet consumed.
     rbuf: Vec<u8>,
     rpos: usize,
     /// The address the client connected to (capabilities name this host).
     pub local: SocketAddr,
+    /// Replies of earlier commands still being produced; they go out before anything else.
+    lane: RefCell<Option<Lane>>,
+    /// How the lane ended when it did not end in step ([`Next::Close`] or [`Next::Drop`]):
+    /// the connection must end too.
+    lane_end: Cell<Next>,
+}
+
+/// The task sending the last deferred reply (it waits for the lanes before it first).
+struct Lane {
+    task: JoinHandle,
+    end: Rc<Cell<Next>>,
+    /// Passed once its reply's side effects are ordered (see [`Turn`]).
+    step: Rc<Step>,
+}
+
+#[derive(Default)]
+struct Step {
+    ordered: Cell<bool>,
+    notify: Notify,
+}
+
+/// Given to a deferred reply: keeps the order of side effects between consecutive deferred
+/// replies of one connection while letting them overlap otherwise. A pipelined STORE
+/// appends its commit record only after the previous one appended its own (the journal then
+/// never holds a later size without the earlier write's CRCs), yet both wait for the same
+/// group-committed sync.
+pub struct Turn {
+    prev: Option<Rc<Step>>,
+    mine: Rc<Step>,
+}
+
+impl Turn {
+    /// Waits until the previous deferred reply has passed its ordering point.
+    pub async fn after_previous(&self) {
+        let Some(p) = &self.prev else { return };
+        while !p.ordered.get() {
+            let wait = p.notify.notified();
+            if p.ordered.get() {
+                break;
+            }
+            wait.await;
+        }
+    }
+
+    /// This reply's ordering point: the next deferred reply may go on.
+    pub fn ordered(&self) {
+        if !self.mine.ordered.replace(true) {
+            self.mine.notify.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Turn {
+    /// A reply that ends (or fails) without saying so never holds up the next one.
+    fn drop(&mut self) {
+        self.ordered();
+    }
+}
+
+/// The error a send answers once an earlier deferred reply ended the connection.
+fn lane_ended() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "an earlier reply ended the connection")
 }
 
 impl Conn {
     pub fn new(stream: TcpStream, leftover: Vec<u8>) -> io::Result<Conn> {
         let local = stream.local_addr()?;
         let _ = stream.set_nodelay(true);
-        Ok(Conn { stream, rbuf: leftover, rpos: 0, local })
+        Ok(Conn {
+            stream: Rc::new(stream),
+            rbuf: leftover,
+            rpos: 0,
+            local,
+            lane: RefCell::new(None),
+            lane_end: Cell::new(Next::Continue),
+        })
     }
 
     /// Unconsumed received bytes, handed over with the socket when a connection moves to
-    /// another core.
-    pub fn into_parts(mut self) -> (TcpStream, Vec<u8>) {
+    /// another core. The reply lane must be flushed first ([`Conn::flush_lane`]).
+    pub fn into_parts(mut self) -> io::Result<(TcpStream, Vec<u8>)> {
         self.rbuf.drain(..self.rpos);
-        (self.stream, self.rbuf)
+        debug_assert!(self.lane.borrow().is_none(), "hand-off with replies still deferred");
+        match Rc::try_unwrap(self.stream) {
+            Ok(stream) => Ok((stream, self.rbuf)),
+            Err(_) => Err(io::Error::other("the socket is still shared with a reply")),
+        }
+    }
+
+    /// Leaves a command's final reply to `reply`, which runs at once as its own task (in
+    /// step with the previous deferred reply through its [`Turn`]); its bytes (if any) go out
+    /// after every reply deferred before it, and its [`Next`] says whether the connection
+    /// goes on. Anything sent later waits for it.
+    pub fn defer<F, Fut>(&self, reply: F)
+    where
+        F: FnOnce(Turn) -> Fut,
+        Fut: Future<Output = (Vec<u8>, Next)> + 'static,
+    {
+        let prev = self.lane.borrow_mut().take();
+        let step = Rc::new(Step::default());
+        let turn = Turn { prev: prev.as_ref().map(|l| l.step.clone()), mine: step.clone() };
+        self.queue(prev, reply(turn), step);
+    }
+
+    /// Queues `reply` after `prev`; `step` is what the next deferred reply's [`Turn`] waits on.
+    fn queue(
+        &self,
+        prev: Option<Lane>,
+        reply: impl Future<Output = (Vec<u8>, Next)> + 'static,
+        step: Rc<Step>,
+    ) {
+        let stream = self.stream.clone();
+        let end = Rc::new(Cell::new(Next::Continue));
+        let out = end.clone();
+        let task = ibp_io::spawn(async move {
+            // The reply's own work runs first, even after an earlier reply ended the
+            // connection: what it received must be committed (or settled) either way.
+            let (bytes, next) = reply.await;
+            let before = match prev {
+                Some(l) => {
+                    l.task.await;
+                    l.end.get()
+                }
+                None => Next::Continue,
+            };
+            let next = if before != Next::Continue {
+                before
+            } else if bytes.is_empty() {
+                next
+            } else if stream.write_all_vec(bytes).await.is_err() {
+                Next::Drop
+            } else {
+                next
+            };
+            out.set(next);
+        });
+        *self.lane.borrow_mut() = Some(Lane { task, end, step });
+    }
+
+    /// Sends `bytes` after every deferred reply, without waiting for it here when replies
+    /// are still deferred (a STORE's `1 \n` while the previous STORE commits).
+    pub async fn send_ordered(&self, bytes: Vec<u8>) -> io::Result<()> {
+        let prev = self.lane.borrow_mut().take();
+        if let Some(prev) = prev {
+            // Not a step of its own: the next deferred reply keeps in step with `prev`.
+            let step = prev.step.clone();
+            self.queue(Some(prev), std::future::ready((bytes, Next::Continue)), step);
+            Ok(())
+        } else {
+            self.send(bytes).await
+        }
+    }
+
+    /// Waits until every deferred reply has gone out; returns how the connection goes on.
+    pub async fn flush_lane(&self) -> Next {
+        let lane = self.lane.borrow_mut().take();
+        if let Some(l) = lane {
+            l.task.await;
+            if l.end.get() != Next::Continue {
+                self.lane_end.set(l.end.get());
+            }
+        }
+        self.lane_end.get()
+    }
+
+    /// How a deferred reply that already finished ended the connection, without waiting.
+    pub fn lane_ended(&self) -> Next {
+        let done = self.lane.borrow().as_ref().is_some_and(|l| l.task.is_finished());
+        if done {
+            let l = self.lane.borrow_mut().take();
+            if let Some(l) = l.filter(|l| l.end.get() != Next::Continue) {
+                self.lane_end.set(l.end.get());
+            }
+        }
+        self.lane_end.get()
+    }
+
+    /// Before a send: flushes the lane, and refuses if it ended the connection.
+    async fn in_order(&self) -> io::Result<()> {
+        match self.flush_lane().await {
+            Next::Continue => Ok(()),
+            _ => Err(lane_ended()),
+        }
     }
 
     /// Puts a line back in front of the unconsumed bytes (before a hand-off, so the owning
@@ -94,6 +278,62 @@ impl Conn {
         r
     }
 
+    /// As [`Conn::fill`], but gives up (`None`) as soon as a deferred reply ends the
+    /// connection, so a failed commit closes it at once instead of at the idle timeout.
+    async fn fill_or_lane_end(&mut self) -> Option<io::Result<usize>> {
+        let lane = std::mem::take(&mut *self.lane.borrow_mut());
+        let Some(mut lane) = lane else { return Some(self.fill().await) };
+        let lane_end = &self.lane_end;
+        let mut lane_done = false;
+        let mut ended = std::future::poll_fn(|cx| {
+            if lane_done {
+                return std::task::Poll::Pending;
+            }
+            match std::pin::Pin::new(&mut lane.task).poll(cx) {
+                std::task::Poll::Ready(()) => {
+                    lane_done = true;
+                    if lane.end.get() == Next::Continue {
+                        std::task::Poll::Pending
+                    } else {
+                        lane_end.set(lane.end.get());
+                        std::task::Poll::Ready(())
+                    }
+                }
+                std::task::Poll::Pending => std::task::Poll::Pending,
+            }
+        });
+        // `fill` needs `&mut self` while the lane is polled: move the buffer out and read
+        // into it directly, as `fill` does.
+        if self.rpos > 0 {
+            self.rbuf.drain(..self.rpos);
+            self.rpos = 0;
+        }
+        let mut buf = std::mem::take(&mut self.rbuf);
+        buf.reserve(READ_CHUNK);
+        let stream = self.stream.clone();
+        let mut read = std::pin::pin!(stream.read(buf));
+        let out = std::future::poll_fn(|cx| {
+            if std::pin::Pin::new(&mut ended).poll(cx).is_ready() {
+                return std::task::Poll::Ready(None);
+            }
+            read.as_mut().poll(cx).map(Some)
+        })
+        .await;
+        let result = match out {
+            Some((r, buf)) => {
+                self.rbuf = buf;
+                Some(r)
+            }
+            // The read stays in flight (its buffer with the kernel until it completes); the
+            // connection is ending, so its bytes are not needed.
+            None => None,
+        };
+        if !lane_done {
+            *self.lane.borrow_mut() = Some(lane);
+        }
+        result
+    }
+
     /// The next command line (without its `\n`), waiting at most `idle` for all of it: a
     /// client that trickles a line byte by byte (slowloris) is cut off at the same deadline.
     pub async fn read_line(&mut self, idle: Duration) -> Result<Vec<u8>, LineError> {
@@ -109,14 +349,15 @@ impl Conn {
                 Err(_) => return Err(LineError::TooLong),
             }
             let had_partial = !self.buffered().is_empty();
-            match ibp_io::time::timeout_at(deadline, self.fill()).await {
+            match ibp_io::time::timeout_at(deadline, self.fill_or_lane_end()).await {
                 Err(_) => return Err(LineError::Idle),
-                Ok(Ok(0)) if had_partial => {
+                Ok(None) => return Err(LineError::LaneEnded),
+                Ok(Some(Ok(0))) if had_partial => {
                     return Err(LineError::Io(io::ErrorKind::UnexpectedEof.into()))
                 }
-                Ok(Ok(0)) => return Err(LineError::Closed),
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => return Err(LineError::Io(e)),
+                Ok(Some(Ok(0))) => return Err(LineError::Closed),
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => return Err(LineError::Io(e)),
             }
         }
     }
@@ -178,6 +419,7 @@ impl Conn {
 
     /// Sends `data` (a RAM region's bytes), waiting at most `limit` for it to drain.
     pub async fn send_slice(&self, data: &[u8], limit: Duration) -> io::Result<()> {
+        self.in_order().await?;
         match timeout(limit, self.stream.send_slice(data)).await {
             Err(_) => Err(io::ErrorKind::TimedOut.into()),
             Ok(r) => r,
@@ -205,6 +447,7 @@ impl Conn {
 
     /// Sends a small reply.
     pub async fn send(&self, bytes: Vec<u8>) -> io::Result<()> {
+        self.in_order().await?;
         self.stream.write_all_vec(bytes).await
     }
 
@@ -215,6 +458,7 @@ impl Conn {
         range: std::ops::Range<usize>,
         limit: Duration,
     ) -> io::Result<B> {
+        self.in_order().await?;
         match timeout(limit, self.stream.write_all(buf, range)).await {
             Err(_) => Err(io::ErrorKind::TimedOut.into()),
             Ok((r, b)) => r.map(|()| b),
@@ -235,6 +479,9 @@ impl Conn {
     /// replies rather than a reset, which would let the client's kernel discard the error
     /// reply before the client reads it.
     pub async fn close_with_notice(self, backoff_s: f64) {
+        if self.flush_lane().await == Next::Drop {
+            return;
+        }
         let mut out = Vec::with_capacity(16);
         reply::close_notice(&mut out, backoff_s);
         let _ = timeout(Duration::from_secs(2), self.stream.write_all_vec(out)).await;

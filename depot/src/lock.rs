@@ -24,6 +24,9 @@ pub struct AllocRt {
     pub writers: Cell<u32>,
     /// End of the appends reserved by STOREs in flight, so concurrent STOREs append in order.
     pub append_end: Cell<Option<u64>>,
+    /// WRITE/VEC_WRITE transfers in progress (not yet committed): an append waits for them,
+    /// since the size it appends at is the one they leave.
+    pub span_writers: Cell<u32>,
 }
 
 /// Releases its blocks when dropped.
@@ -71,19 +74,40 @@ impl Drop for BlockGuard {
     }
 }
 
-/// Counts a writer in flight for as long as it lives.
-pub struct WriterGuard(Rc<AllocRt>);
+/// Counts a writer in flight for as long as it lives (and, for a write at offsets, a span
+/// writer: see [`AllocRt::span_writers`]).
+pub struct WriterGuard(Rc<AllocRt>, bool);
 
 impl WriterGuard {
-    pub fn new(rt: &Rc<AllocRt>) -> WriterGuard {
+    pub fn new(rt: &Rc<AllocRt>, at_offsets: bool) -> WriterGuard {
         rt.writers.set(rt.writers.get() + 1);
-        WriterGuard(rt.clone())
+        if at_offsets {
+            rt.span_writers.set(rt.span_writers.get() + 1);
+        }
+        WriterGuard(rt.clone(), at_offsets)
+    }
+}
+
+impl AllocRt {
+    /// Waits until no write at offsets is in progress (an append then sees the size they
+    /// leave).
+    pub async fn no_span_writers(&self) {
+        while self.span_writers.get() > 0 {
+            let wait = self.changed.notified();
+            if self.span_writers.get() == 0 {
+                break;
+            }
+            wait.await;
+        }
     }
 }
 
 impl Drop for WriterGuard {
     fn drop(&mut self) {
         self.0.writers.set(self.0.writers.get() - 1);
+        if self.1 {
+            self.0.span_writers.set(self.0.span_writers.get() - 1);
+        }
         self.0.changed.notify_waiters();
     }
 }

@@ -351,10 +351,20 @@ async fn serve(shard: Rc<Shard>, mut conn: Conn, peers: Arc<Vec<Sender<Handoff>>
     let _slot = ConnSlot::new(&shard.stats);
     let idle = Duration::from_secs(shard.cfg.idle_timeout_s);
     loop {
+        // A deferred reply (a pipelined write's commit) that failed ends the connection.
+        match conn.lane_ended() {
+            Next::Continue => {}
+            Next::Close => return conn.close_with_notice(0.0).await,
+            Next::Drop => return,
+        }
         let line = match conn.read_line(idle).await {
             Ok(l) => l,
             Err(LineError::Closed) | Err(LineError::Io(_)) => return,
             Err(LineError::Idle) => return conn.close_with_notice(0.0).await,
+            Err(LineError::LaneEnded) => match conn.lane_ended() {
+                Next::Drop => return,
+                _ => return conn.close_with_notice(0.0).await,
+            },
             Err(LineError::TooLong) => {
                 let _ = conn.send_error(ErrorCode::BadFormat).await;
                 return conn.close_with_notice(0.0).await;
@@ -362,6 +372,11 @@ async fn serve(shard: Rc<Shard>, mut conn: Conn, peers: Arc<Vec<Sender<Handoff>>
         };
         let t0 = Instant::now();
         if ext_command(&line).is_some() {
+            match conn.flush_lane().await {
+                Next::Continue => {}
+                Next::Close => return conn.close_with_notice(0.0).await,
+                Next::Drop => return,
+            }
             match serve_ext(&shard, &mut conn, &line, peers.len()).await {
                 Ok(Next::Continue) => continue,
                 Ok(Next::Close) => return conn.close_with_notice(0.0).await,
@@ -380,6 +395,15 @@ async fn serve(shard: Rc<Shard>, mut conn: Conn, peers: Arc<Vec<Sender<Handoff>>
                 return conn.close_with_notice(0.0).await;
             }
         };
+        // Only a write that follows a write may start while an earlier write still commits:
+        // anything else (a LOAD of what was just stored, a MANAGE) sees it committed.
+        if !cmd::carries_payload(&req) {
+            match conn.flush_lane().await {
+                Next::Continue => {}
+                Next::Close => return conn.close_with_notice(0.0).await,
+                Next::Drop => return,
+            }
+        }
         if let Some(key) = cmd::key_of(&req) {
             match route(&shard, &key.key, peers.len()) {
                 Route::Here => {}
@@ -430,6 +454,11 @@ fn route(shard: &Shard, key: &str, shards: usize) -> Route {
 /// Moves the connection, with `line` put back in front of its unread bytes, to the shard
 /// that owns the key in `line`.
 async fn hand_off_line(shard: &Shard, mut conn: Conn, line: &[u8], to: &Sender<Handoff>) {
+    match conn.flush_lane().await {
+        Next::Continue => {}
+        Next::Close => return conn.close_with_notice(0.0).await,
+        Next::Drop => return,
+    }
     conn.unread(line);
     hand_off(shard, conn, to).await
 }
@@ -470,7 +499,13 @@ async fn serve_ext(
 }
 
 async fn hand_off(shard: &Shard, conn: Conn, to: &Sender<Handoff>) {
-    let (stream, buffered) = conn.into_parts();
+    let (stream, buffered) = match conn.into_parts() {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(shard = shard.idx, cause = %e, "hand-off failed");
+            return;
+        }
+    };
     match stream.into_std() {
         Ok(stream) => {
             if let Err(h) = to.try_send(Handoff { stream, buffered }) {

@@ -394,17 +394,33 @@ impl Shard {
     /// synced when `hard`). Allocations on RAM resources are volatile by definition (they die
     /// with the process), so their records are not journaled at all.
     pub async fn commit(&self, resource: u16, recs: &[Record], hard: bool) -> Result<(), String> {
+        let seq = self.commit_append(resource, recs, hard);
+        self.commit_wait(seq, hard).await
+    }
+
+    /// The first half of [`Shard::commit`]: appends the records (their order in the journal
+    /// is fixed from here on) and returns what to wait for.
+    pub fn commit_append(&self, resource: u16, recs: &[Record], hard: bool) -> Option<u64> {
         if recs.is_empty() {
-            return Ok(());
+            return None;
         }
         if !self.cfg.resources[resource as usize].kind.is_persistent() {
             self.publish();
-            return Ok(());
+            return None;
         }
         let level = if hard { SyncLevel::DataAndJournal } else { SyncLevel::Written };
         let seq = self.journal.append(recs, level);
         self.publish();
-        self.journal.wait(seq, hard).await
+        Some(seq)
+    }
+
+    /// The second half of [`Shard::commit`]: waits until appended records are written (and
+    /// synced when `hard`).
+    pub async fn commit_wait(&self, seq: Option<u64>, hard: bool) -> Result<(), String> {
+        match seq {
+            Some(seq) => self.journal.wait(seq, hard).await,
+            None => Ok(()),
+        }
     }
 
     /// Whether acknowledgements for this allocation must wait for fdatasync.

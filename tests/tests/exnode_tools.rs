@@ -249,8 +249,16 @@ fn rotten_block_on_one_depot_is_read_from_another() {
     let out = s.path("out.bin");
     let report = down(&x, &out).expect("download");
     assert_eq!(std::fs::read(&out).expect("read"), data);
-    assert_eq!(report.failovers.len(), 1, "{:?}", report.failovers);
-    assert!(!report.failovers[0].bad_checksum, "the depot itself refused the rotten block");
+    // One failover when both units try the same depot first; two when the first failure made
+    // that depot a suspect before the second unit chose (parallel units race: seen under a
+    // loaded CI machine). Either way every failover is the depot refusing its rotten block.
+    let n = report.failovers.len();
+    assert!((1..=2).contains(&n), "{:?}", report.failovers);
+    assert!(
+        report.failovers.iter().all(|f| !f.bad_checksum),
+        "the depot itself refused the rotten block: {:?}",
+        report.failovers
+    );
 }
 
 /// A depot that stops answering (SIGSTOP: it still accepts connections, then says nothing)

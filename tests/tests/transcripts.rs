@@ -50,6 +50,7 @@ const CASES: &[(&str, Case)] = &[
     ("data_before_ack", data_before_ack),
     ("pipelined_commands", pipelined_commands),
     ("pipelined_loads", pipelined_loads),
+    ("pipelined_writes", pipelined_writes),
     ("double_and_trailing_spaces", double_and_trailing_spaces),
     ("float_timeouts", float_timeouts),
     ("probe_through_any_key", probe_through_any_key),
@@ -337,6 +338,51 @@ fn pipelined_loads(_r: &mut Runner, d: &Depot) {
         let got = raw.read_exact(l as usize);
         assert!(got[..] == data[o as usize..(o + l) as usize], "pipelined LOAD {o}+{l} differs");
     }
+}
+
+/// STOREs and WRITEs sent back to back, then a LOAD, in one burst. The depot commits each
+/// write while it already receives the next one's payload; the replies must still come in
+/// order, an append after a WRITE that grew the allocation must start where that WRITE left
+/// the size, and the LOAD behind them must see every byte.
+fn pipelined_writes(r: &mut Runner, d: &Depot) {
+    let mut raw = conn(d);
+    let max = 900_000u64;
+    let caps = allocate(&mut raw, max, 600, true);
+    let (w, rd) = (caps.write.wire(), caps.read.wire());
+    let mut rng = Rng::new(0x0051_07E5);
+    let (mut model, mut burst, mut acks) = (Vec::<u8>::new(), Vec::new(), Vec::new());
+    for i in 0..24u64 {
+        let size = model.len() as u64;
+        let len = rng.range(1, 70_000);
+        let data = pattern(1000 + i, len as usize);
+        if i % 3 == 2 {
+            // Over what is there, often past the end (the size grows).
+            let off = rng.range(0, size - 1);
+            burst.extend_from_slice(format!("1 13 {w} {off} {len} 30\n").as_bytes());
+            let end = (off + len) as usize;
+            if end > model.len() {
+                model.resize(end, 0);
+            }
+            model[off as usize..end].copy_from_slice(&data);
+        } else {
+            burst.extend_from_slice(format!("1 2 {w} {len} 30\n").as_bytes());
+            model.extend_from_slice(&data);
+        }
+        burst.extend_from_slice(&data);
+        acks.push(len);
+    }
+    assert!(model.len() as u64 <= max, "the workload fits the allocation");
+    burst.extend_from_slice(format!("1 8 {rd} 0 {} 30\n", model.len()).as_bytes());
+    raw.send(&burst);
+    for (i, len) in acks.iter().enumerate() {
+        assert_eq!(tokens(&raw.line()), ["1"], "ack of write {i}");
+        assert_eq!(tokens(&raw.line()), ["1".to_string(), len.to_string()], "reply of write {i}");
+    }
+    assert_eq!(tokens(&raw.line()), ["1".to_string(), model.len().to_string()], "LOAD header");
+    let got = raw.read_exact(model.len());
+    assert!(got == model, "a LOAD behind pipelined writes differs from the model");
+    assert_eq!(probe(&mut raw, &caps.manage).size, model.len() as u64);
+    r.cover("pipelining");
 }
 
 fn double_and_trailing_spaces(_r: &mut Runner, d: &Depot) {

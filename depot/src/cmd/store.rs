@@ -114,12 +114,37 @@ pub async fn run(
     };
     let mut ack = Vec::with_capacity(4);
     reply::ok(&mut ack);
-    if ctx.conn.send(ack).await.is_err() {
+    // In order after the replies of earlier writes that are still committing, but without
+    // waiting for them: the payload is received meanwhile.
+    if ctx.conn.send_ordered(ack).await.is_err() {
         return (Next::Drop, false);
     }
     let frame = net.map(|(kind, block)| NetSum::new(kind, block, ticket.len()));
     let mut src = ConnSource { conn: ctx.conn, inactivity: server_sync(timeout_s), frame };
-    match ticket.run(&mut src).await {
+    let landing = ticket.receive(&mut src).await;
+    if landing.peer_failure().is_none() {
+        // Every payload byte is in: the last disk writes and the commit finish in the reply
+        // lane while the connection reads the next command (a pipelined STORE's payload).
+        let idx = shard.idx;
+        ctx.conn.defer(move |turn| async move {
+            let mut out = Vec::with_capacity(24);
+            let done = landing.finish_after(turn.after_previous(), || turn.ordered()).await;
+            match done {
+                Ok(n) => {
+                    reply::count(&mut out, n as i64);
+                    (out, Next::Continue)
+                }
+                Err(e) => {
+                    tracing::error!(shard = idx, cause = %failure_text(&e), "store failed");
+                    reply::error(&mut out, ErrorCode::FileWrite);
+                    (out, Next::Close)
+                }
+            }
+        });
+        return (Next::Continue, true);
+    }
+    // The peer cut the payload short: the write is settled, and the connection ends.
+    match landing.finish().await {
         Ok(n) => {
             let mut out = Vec::with_capacity(24);
             reply::count(&mut out, n as i64);
@@ -143,5 +168,12 @@ pub async fn run(
             tracing::error!(shard = shard.idx, cause = %e, "store failed");
             reply_error(ctx.conn, ErrorCode::FileWrite, Next::Close).await
         }
+    }
+}
+
+fn failure_text(f: &Failure) -> String {
+    match f {
+        Failure::Peer(e) => e.to_string(),
+        Failure::Storage(s) => s.clone(),
     }
 }

@@ -152,12 +152,22 @@ async fn begin_target(
         return Err(ErrorCode::FileWrite);
     }
     let rt = shard.rt(v.id);
+    let append = matches!(target, Target::Append(_));
+    if append && rt.span_writers.get() > 0 {
+        // A write at offsets still in flight (a pipelined WRITE committing) may raise the
+        // size this append starts at.
+        rt.no_span_writers().await;
+        match shard.table.borrow().get(v.id) {
+            Some(a) => v.size = a.size,
+            None => return Err(ErrorCode::CapNotFound),
+        }
+    }
     let spans = plan_spans(&v, &rt, target)?;
-    let append_end = matches!(target, Target::Append(_)).then(|| spans[0].end);
+    let append_end = append.then(|| spans[0].end);
     let live = spans.iter().filter(|s| s.end > s.start);
     let off = live.clone().map(|s| s.start).min().unwrap_or(spans[0].start);
     let end = live.map(|s| s.end).max().unwrap_or(off);
-    let writer = WriterGuard::new(&rt);
+    let writer = WriterGuard::new(&rt, !append);
     let blocks = rt.lock(blocks_touched(off, end, v.checksum_block), true).await;
     // Another writer may have grown the allocation while we waited for the blocks; the edge
     // blocks must be read back from what is on disk now.
@@ -233,40 +243,38 @@ impl WriteTicket {
 
     /// Moves the payload from `src` to disk and commits it. Returns the bytes written.
     pub async fn run<S: Source>(self, src: &mut S) -> Result<u64, Failure> {
-        let mut written = Vec::new();
-        let r = match self.receive_and_write(src, &mut written).await {
-            Ok(done) => self.commit(&done).await,
-            Err(e) => Err(e),
-        };
-        if r.is_err() {
-            self.settle(&written).await;
-        }
-        r.map(|()| self.len())
+        self.receive(src).await.finish().await
     }
 
-    async fn receive_and_write<S: Source>(
+    /// Receives the whole payload from `src`; its last disk writes may still be in flight.
+    /// [`Landing::finish`] completes them and commits, and may run while the connection goes
+    /// on to the next command (pipelined STOREs overlap one's commit with the next's payload).
+    pub async fn receive<S: Source>(self, src: &mut S) -> Landing {
+        let mut written = Vec::new();
+        let mut inflight = VecDeque::new();
+        let received = self.receive_spans(src, &mut written, &mut inflight).await;
+        Landing { ticket: self, inflight, written, received }
+    }
+
+    async fn receive_spans<S: Source>(
         &self,
         src: &mut S,
         written: &mut Vec<Range<u64>>,
+        inflight: &mut VecDeque<Pending>,
     ) -> Result<Vec<SpanDone>, Failure> {
         let v = &self.v;
         let cb = v.checksum_block;
         let mut done = Vec::with_capacity(self.spans.len());
-        let mut inflight: VecDeque<Pending> = VecDeque::new();
         let mut touched = Touched::default();
         let mut data_end = v.size;
-        let mut result = Ok(());
-        'spans: for span in &self.spans {
+        for span in &self.spans {
             if span.end <= span.start {
                 done.push((span.start / cb, Vec::new(), Vec::new(), false));
                 continue;
             }
             if touched.meets_then_add(blocks_touched(span.start, span.end, cb)) {
                 while !inflight.is_empty() {
-                    if let Err(e) = wait_write(&mut inflight).await {
-                        result = Err(e);
-                        break 'spans;
-                    }
+                    wait_write(inflight).await?;
                 }
             }
             let plan =
@@ -275,30 +283,16 @@ impl WriteTicket {
             let mut sums = Vec::new();
             let mut committed = true;
             for c in plan {
-                match self.receive_chunk(src, &c, data_end, &mut inflight, written).await {
-                    Ok((c_crcs, c_sums, c_committed)) => {
-                        crcs.extend(c_crcs);
-                        sums.extend(c_sums);
-                        committed &= c_committed;
-                    }
-                    Err(e) => {
-                        result = Err(e);
-                        break 'spans;
-                    }
-                }
+                let (c_crcs, c_sums, c_committed) =
+                    self.receive_chunk(src, &c, data_end, inflight, written).await?;
+                crcs.extend(c_crcs);
+                sums.extend(c_sums);
+                committed &= c_committed;
             }
             done.push((span.start / cb, crcs, sums, committed));
             data_end = data_end.max(span.end);
         }
-        // Every write must have landed before the commit, or before a failed transfer is
-        // settled (a write still in flight would land after the scrub).
-        while !inflight.is_empty() {
-            let r = wait_write(&mut inflight).await;
-            if result.is_ok() {
-                result = r;
-            }
-        }
-        result.map(|()| done)
+        Ok(done)
     }
 
     async fn receive_chunk<S: Source>(
@@ -405,8 +399,9 @@ impl WriteTicket {
         Ok((crcs, sums, commit_now))
     }
 
-    /// Records the new size, CRCs and digests of every span, durably for hard allocations.
-    async fn commit(&self, done: &[SpanDone]) -> Result<(), Failure> {
+    /// Records the new size, CRCs and digests of every span, durably for hard allocations;
+    /// `appended` runs once the records hold their place in the journal.
+    async fn commit(&self, done: &[SpanDone], appended: impl FnOnce()) -> Result<(), Failure> {
         let mut recs = Vec::with_capacity(done.len() * 2);
         {
             let mut t = self.shard.table.borrow_mut();
@@ -423,8 +418,9 @@ impl WriteTicket {
                 }
             }
         }
-        let r =
-            self.shard.commit(self.v.resource, &recs, self.v.sync).await.map_err(Failure::Storage);
+        let seq = self.shard.commit_append(self.v.resource, &recs, self.v.sync);
+        appended();
+        let r = self.shard.commit_wait(seq, self.v.sync).await.map_err(Failure::Storage);
         self.rt.changed.notify_waiters();
         r
     }
@@ -478,6 +474,66 @@ impl WriteTicket {
         if let Err(e) = shard.commit(v.resource, &recs, v.sync).await {
             tracing::error!(shard = shard.idx, cause = %e, "could not record an aborted write");
         }
+    }
+}
+
+/// A write whose payload is all received: its last disk writes may still be in flight, and
+/// it holds its blocks until [`Landing::finish`] has committed (or settled) it.
+pub struct Landing {
+    ticket: WriteTicket,
+    inflight: VecDeque<Pending>,
+    written: Vec<Range<u64>>,
+    received: Result<Vec<SpanDone>, Failure>,
+}
+
+impl Landing {
+    /// The error that cut the payload short, when it was the peer's (the connection is no
+    /// longer in step and must close once the write is settled).
+    pub fn peer_failure(&self) -> Option<&io::Error> {
+        match &self.received {
+            Err(Failure::Peer(e)) => Some(e),
+            _ => None,
+        }
+    }
+
+    /// Waits for the disk writes, then commits the new size, CRCs and digests (durably for
+    /// hard allocations); after a failure, settles the allocation instead. Returns the bytes
+    /// written.
+    pub async fn finish(self) -> Result<u64, Failure> {
+        self.finish_after(async {}, || {}).await
+    }
+
+    /// As [`Landing::finish`], in step with an earlier write of the same connection whose
+    /// commit may still be under way: `gate` resolves once that write's records are in the
+    /// journal, and `appended` is called once this write's are (or it gave up). The two then
+    /// share the journal's group commit.
+    pub async fn finish_after(
+        mut self,
+        gate: impl std::future::Future<Output = ()>,
+        appended: impl FnOnce(),
+    ) -> Result<u64, Failure> {
+        gate.await;
+        // Every write must have landed before the commit, or before a failed transfer is
+        // settled (a write still in flight would land after the scrub).
+        let mut landed = Ok(());
+        while !self.inflight.is_empty() {
+            let r = wait_write(&mut self.inflight).await;
+            if landed.is_ok() {
+                landed = r;
+            }
+        }
+        let t = &self.ticket;
+        let r = match (self.received, landed) {
+            (Ok(done), Ok(())) => t.commit(&done, appended).await,
+            (Err(e), _) | (Ok(_), Err(e)) => {
+                appended();
+                Err(e)
+            }
+        };
+        if r.is_err() {
+            t.settle(&self.written).await;
+        }
+        r.map(|()| t.len())
     }
 }
 
