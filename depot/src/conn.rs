@@ -537,3 +537,82 @@ unsafe impl IoBufMut for Window {
         self.init = n;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The reply lane on a real loopback socket: order on the wire, and a deferred reply
+    //! that ends the connection wakes a connection waiting for its next line.
+
+    use std::io::{BufRead, BufReader};
+    use std::net::TcpListener;
+    use std::time::Duration;
+
+    use ibp_io::{Runtime, RuntimeConfig};
+
+    use super::*;
+
+    /// A served connection and the client's end of it.
+    fn pair() -> (std::net::TcpStream, std::net::TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        let (served, _) = l.accept().expect("accept");
+        (served, client)
+    }
+
+    fn runtime() -> Runtime {
+        Runtime::new(RuntimeConfig { buffer_count: 4, ..Default::default() }).expect("runtime")
+    }
+
+    #[test]
+    fn deferred_replies_go_out_in_order_even_when_a_later_one_is_ready_first() {
+        let (served, client) = pair();
+        let (order_tx, order_rx) = std::sync::mpsc::channel();
+        runtime().block_on(async move {
+            let conn = Conn::new(TcpStream::from_std(served), Vec::new()).expect("conn");
+            let tx = order_tx.clone();
+            conn.defer(move |turn| async move {
+                // Slow: the next reply is ready long before this one.
+                ibp_io::time::sleep(Duration::from_millis(50)).await;
+                turn.ordered();
+                tx.send("first done").expect("channel");
+                (b"1 first\n".to_vec(), Next::Continue)
+            });
+            conn.send_ordered(b"1 ack\n".to_vec()).await.expect("queued");
+            let tx = order_tx.clone();
+            conn.defer(move |turn| async move {
+                turn.after_previous().await;
+                tx.send("second after first").expect("channel");
+                (b"1 second\n".to_vec(), Next::Continue)
+            });
+            conn.send(b"1 last\n".to_vec()).await.expect("after the lane");
+        });
+        let lines: Vec<String> =
+            BufReader::new(client).lines().take(4).map(Result::unwrap).collect();
+        assert_eq!(lines, ["1 first", "1 ack", "1 second", "1 last"]);
+        let seen: Vec<_> = order_rx.try_iter().collect();
+        assert_eq!(seen, ["first done", "second after first"], "the turn kept their order");
+    }
+
+    #[test]
+    fn a_deferred_reply_that_ends_the_connection_wakes_the_line_reader() {
+        let (served, mut client) = pair();
+        let ended = runtime().block_on(async move {
+            let mut conn = Conn::new(TcpStream::from_std(served), Vec::new()).expect("conn");
+            conn.defer(|_turn| async {
+                ibp_io::time::sleep(Duration::from_millis(20)).await;
+                (b"-16\n".to_vec(), Next::Close)
+            });
+            // The client sends nothing more: only the lane can end this wait.
+            let r = conn.read_line(Duration::from_secs(30)).await;
+            assert!(matches!(r, Err(LineError::LaneEnded)), "{r:?}");
+            let ended = conn.lane_ended();
+            assert!(conn.send(b"1 never\n".to_vec()).await.is_err(), "nothing goes out after it");
+            ended
+        });
+        assert_eq!(ended, Next::Close);
+        client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        let mut line = String::new();
+        BufReader::new(&mut client).read_line(&mut line).expect("reply");
+        assert_eq!(line, "-16\n");
+    }
+}

@@ -424,9 +424,11 @@ async fn serve(shard: Rc<Shard>, mut conn: Conn, peers: Arc<Vec<Sender<Handoff>>
             }
         }
         let name = req.name();
-        let mut ctx = Ctx { shard: &shard, conn: &mut conn };
+        let mut ctx = Ctx { shard: &shard, conn: &mut conn, name, t0, deferred: false };
         let (next, ok) = cmd::dispatch(&mut ctx, req).await;
-        shard.stats.record(name, ok, t0.elapsed());
+        if !ctx.deferred {
+            shard.stats.record(name, ok, t0.elapsed());
+        }
         match next {
             Next::Continue => {}
             Next::Close => return conn.close_with_notice(0.0).await,
@@ -492,7 +494,7 @@ async fn serve_ext(
             return Ok(cmd::reply_error(conn, ErrorCode::CapNotFound, next).await.0);
         }
     }
-    let mut ctx = Ctx { shard, conn };
+    let mut ctx = Ctx { shard, conn, name, t0, deferred: false };
     let (next, ok) = cmd::mcopy::run_ext(&mut ctx, r).await;
     shard.stats.record(name, ok, t0.elapsed());
     Ok(next)

@@ -64,6 +64,12 @@ pub enum Next {
 pub struct Ctx<'a> {
     pub shard: &'a Rc<Shard>,
     pub conn: &'a mut Conn,
+    /// The command's name and start, for its STATUS figures.
+    pub name: &'static str,
+    pub t0: std::time::Instant,
+    /// Set by a handler that left its outcome to the reply lane ([`Conn::defer`]), which
+    /// records the command's figures itself once it knows them.
+    pub deferred: bool,
 }
 
 /// ACCRE turns a server-sync timeout of 0 into 2 s; we also cap absurd values at an hour.

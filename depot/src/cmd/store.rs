@@ -125,16 +125,19 @@ pub async fn run(
     if landing.peer_failure().is_none() {
         // Every payload byte is in: the last disk writes and the commit finish in the reply
         // lane while the connection reads the next command (a pipelined STORE's payload).
-        let idx = shard.idx;
+        let (name, t0) = (ctx.name, ctx.t0);
+        ctx.deferred = true;
         ctx.conn.defer(move |turn| async move {
             let mut out = Vec::with_capacity(24);
             let done = landing.finish_after(turn.after_previous(), || turn.ordered()).await;
+            shard.stats.record(name, done.is_ok(), t0.elapsed());
             match done {
                 Ok(n) => {
                     reply::count(&mut out, n as i64);
                     (out, Next::Continue)
                 }
                 Err(e) => {
+                    let idx = shard.idx;
                     tracing::error!(shard = idx, cause = %failure_text(&e), "store failed");
                     reply::error(&mut out, ErrorCode::FileWrite);
                     (out, Next::Close)
