@@ -257,6 +257,11 @@ impl Conn {
         &self.rbuf[self.rpos..]
     }
 
+    /// Received bytes not consumed yet (a pipelined payload already here, for instance).
+    pub fn buffered_len(&self) -> usize {
+        self.rbuf.len() - self.rpos
+    }
+
     fn consume(&mut self, n: usize) {
         self.rpos += n;
         if self.rpos == self.rbuf.len() {

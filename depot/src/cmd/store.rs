@@ -114,9 +114,12 @@ pub async fn run(
     };
     let mut ack = Vec::with_capacity(4);
     reply::ok(&mut ack);
-    // In order after the replies of earlier writes that are still committing, but without
-    // waiting for them: the payload is received meanwhile.
-    if ctx.conn.send_ordered(ack).await.is_err() {
+    // A client that sent the whole payload behind the header (LStore does) is not waiting for
+    // the `1 \n`: it goes out with the final reply, one send and one wake-up instead of two.
+    // Otherwise it goes out now, in order after the replies of earlier writes still
+    // committing but without waiting for them: the payload is received meanwhile.
+    let ack_with_reply = net.is_none() && ctx.conn.buffered_len() as u64 >= ticket.len();
+    if !ack_with_reply && ctx.conn.send_ordered(std::mem::take(&mut ack)).await.is_err() {
         return (Next::Drop, false);
     }
     let frame = net.map(|(kind, block)| NetSum::new(kind, block, ticket.len()));
@@ -128,7 +131,7 @@ pub async fn run(
         let (name, t0) = (ctx.name, ctx.t0);
         ctx.deferred = true;
         ctx.conn.defer(move |turn| async move {
-            let mut out = Vec::with_capacity(24);
+            let mut out = ack;
             let done = landing.finish_after(turn.after_previous(), || turn.ordered()).await;
             shard.stats.record(name, done.is_ok(), t0.elapsed());
             match done {
@@ -147,6 +150,10 @@ pub async fn run(
         return (Next::Continue, true);
     }
     // The peer cut the payload short: the write is settled, and the connection ends.
+    if !ack.is_empty() && ctx.conn.send(ack).await.is_err() {
+        let _ = landing.finish().await;
+        return (Next::Drop, false);
+    }
     match landing.finish().await {
         Ok(n) => {
             let mut out = Vec::with_capacity(24);
