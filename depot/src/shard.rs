@@ -80,6 +80,13 @@ pub struct PendingImage {
     sync: bool,
 }
 
+impl PendingImage {
+    /// The journal batch that holds the image.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+}
+
 /// Images met during replay that no later record resolved: (allocation, block) → the block's
 /// bytes (`None`: a zero image, the block goes back to zeros).
 #[derive(Default)]
@@ -289,6 +296,11 @@ impl Shard {
         let seq = self.journal.append(std::slice::from_ref(&rec), level);
         self.inflight_images.borrow_mut().insert(token, rec);
         Some(PendingImage { token, seq, sync })
+    }
+
+    /// Waits until journal batch `seq` is written (and durable when `sync`).
+    pub async fn journal_wait(&self, seq: u64, sync: bool) -> Result<(), String> {
+        self.journal.wait(seq, sync).await
     }
 
     /// Waits until image `p` is written (durably when its allocation is hard).

@@ -103,6 +103,8 @@ pub struct WriteTicket {
     /// The end this write reserved for appends, released on drop.
     append_end: Option<u64>,
     rt: Rc<AllocRt>,
+    /// The journal batch holding this write's last `CommittedImage` (0: none).
+    committed_seq: Cell<u64>,
     _writer: WriterGuard,
     _blocks: BlockGuard,
 }
@@ -182,6 +184,7 @@ async fn begin_target(
         end,
         append_end,
         rt,
+        committed_seq: Cell::new(0),
         _writer: writer,
         _blocks: blocks,
     })
@@ -375,7 +378,11 @@ impl WriteTicket {
                 crcs: crcs.clone(),
                 data: buf.as_slice()[..c.disk_len].to_vec(),
             };
-            self.shard.journal_image(v.resource, rec, v.sync)
+            let image = self.shard.journal_image(v.resource, rec, v.sync);
+            if let Some(p) = &image {
+                self.committed_seq.set(self.committed_seq.get().max(p.seq()));
+            }
+            image
         } else if acked_blocks > 0 {
             let (id, first_block) = (v.id, c.first_block);
             let rec = if holes {
@@ -513,6 +520,28 @@ impl Landing {
         appended: impl FnOnce(),
     ) -> Result<u64, Failure> {
         gate.await;
+        let mut appended = Some(appended);
+        let mut appended = move || {
+            if let Some(f) = appended.take() {
+                f();
+            }
+        };
+        let all_committed = matches!(&self.received, Ok(done) if !done.is_empty()
+            && done.iter().all(|d| d.3));
+        if all_committed && self.ticket.committed_seq.get() > 0 {
+            // Every chunk was committed by its image: the write is acknowledged once those
+            // are in the journal (durably for hard allocations), whatever becomes of the
+            // in-place writes, which replay completes. They finish in the background, still
+            // holding the blocks, so no reader sees the old bytes.
+            appended();
+            let (t, seq) = (&self.ticket, self.ticket.committed_seq.get());
+            if t.shard.journal_wait(seq, t.v.sync).await.is_ok() {
+                let len = t.len();
+                ibp_io::spawn(self.land_in_background());
+                return Ok(len);
+            }
+            // The journal failed: the in-place writes never start; settle below.
+        }
         // Every write must have landed before the commit, or before a failed transfer is
         // settled (a write still in flight would land after the scrub).
         let mut landed = Ok(());
@@ -534,6 +563,27 @@ impl Landing {
             t.settle(&self.written).await;
         }
         r.map(|()| t.len())
+    }
+
+    /// After an acknowledgement by `CommittedImage`s alone: waits for the in-place writes,
+    /// then releases the blocks. A failed in-place write latched its store; the journal still
+    /// holds the acknowledged bytes, so nothing is settled from disk (that would replace them
+    /// with what the failed write left).
+    async fn land_in_background(mut self) {
+        while !self.inflight.is_empty() {
+            if let Err(e) = wait_write(&mut self.inflight).await {
+                let cause = match e {
+                    Failure::Storage(s) => s,
+                    Failure::Peer(e) => e.to_string(),
+                };
+                tracing::error!(
+                    shard = self.ticket.shard.idx,
+                    cause = %cause,
+                    "in-place write of a committed overwrite failed; its journal image completes it at the next start"
+                );
+            }
+        }
+        self.ticket.rt.changed.notify_waiters();
     }
 }
 
