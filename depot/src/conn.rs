@@ -270,14 +270,21 @@ impl Conn {
         }
     }
 
-    /// Reads more bytes from the socket into `rbuf`. Ok(0) = peer closed.
-    async fn fill(&mut self) -> io::Result<usize> {
+    /// `rbuf` without its consumed bytes and with room for one more read, taken out for a
+    /// socket read (which puts it back).
+    fn take_for_read(&mut self) -> Vec<u8> {
         if self.rpos > 0 {
             self.rbuf.drain(..self.rpos);
             self.rpos = 0;
         }
         let mut buf = std::mem::take(&mut self.rbuf);
         buf.reserve(READ_CHUNK);
+        buf
+    }
+
+    /// Reads more bytes from the socket into `rbuf`. Ok(0) = peer closed.
+    async fn fill(&mut self) -> io::Result<usize> {
+        let buf = self.take_for_read();
         let (r, buf) = self.stream.read(buf).await;
         self.rbuf = buf;
         r
@@ -288,6 +295,9 @@ impl Conn {
     async fn fill_or_lane_end(&mut self) -> Option<io::Result<usize>> {
         let lane = std::mem::take(&mut *self.lane.borrow_mut());
         let Some(mut lane) = lane else { return Some(self.fill().await) };
+        // `fill` needs `&mut self` while the lane is polled: move the buffer out and read
+        // into it directly, as `fill` does.
+        let buf = self.take_for_read();
         let lane_end = &self.lane_end;
         let mut lane_done = false;
         let mut ended = std::future::poll_fn(|cx| {
@@ -307,14 +317,6 @@ impl Conn {
                 std::task::Poll::Pending => std::task::Poll::Pending,
             }
         });
-        // `fill` needs `&mut self` while the lane is polled: move the buffer out and read
-        // into it directly, as `fill` does.
-        if self.rpos > 0 {
-            self.rbuf.drain(..self.rpos);
-            self.rpos = 0;
-        }
-        let mut buf = std::mem::take(&mut self.rbuf);
-        buf.reserve(READ_CHUNK);
         let stream = self.stream.clone();
         let mut read = std::pin::pin!(stream.read(buf));
         let out = std::future::poll_fn(|cx| {
