@@ -354,17 +354,16 @@ async fn serve(shard: Rc<Shard>, mut conn: Conn, peers: Arc<Vec<Sender<Handoff>>
         // A deferred reply (a pipelined write's commit) that failed ends the connection.
         match conn.lane_ended() {
             Next::Continue => {}
-            Next::Close => return conn.close_with_notice(0.0).await,
-            Next::Drop => return,
+            end => return finish(conn, end).await,
         }
         let line = match conn.read_line(idle).await {
             Ok(l) => l,
             Err(LineError::Closed) | Err(LineError::Io(_)) => return,
             Err(LineError::Idle) => return conn.close_with_notice(0.0).await,
-            Err(LineError::LaneEnded) => match conn.lane_ended() {
-                Next::Drop => return,
-                _ => return conn.close_with_notice(0.0).await,
-            },
+            Err(LineError::LaneEnded) => {
+                let end = conn.lane_ended();
+                return finish(conn, end).await;
+            }
             Err(LineError::TooLong) => {
                 let _ = conn.send_error(ErrorCode::BadFormat).await;
                 return conn.close_with_notice(0.0).await;
@@ -374,8 +373,7 @@ async fn serve(shard: Rc<Shard>, mut conn: Conn, peers: Arc<Vec<Sender<Handoff>>
         if ext_command(&line).is_some() {
             match conn.flush_lane().await {
                 Next::Continue => {}
-                Next::Close => return conn.close_with_notice(0.0).await,
-                Next::Drop => return,
+                end => return finish(conn, end).await,
             }
             match serve_ext(&shard, &mut conn, &line, peers.len()).await {
                 Ok(Next::Continue) => continue,
@@ -400,8 +398,7 @@ async fn serve(shard: Rc<Shard>, mut conn: Conn, peers: Arc<Vec<Sender<Handoff>>
         if !cmd::carries_payload(&req) {
             match conn.flush_lane().await {
                 Next::Continue => {}
-                Next::Close => return conn.close_with_notice(0.0).await,
-                Next::Drop => return,
+                end => return finish(conn, end).await,
             }
         }
         if let Some(key) = cmd::key_of(&req) {
@@ -437,6 +434,13 @@ async fn serve(shard: Rc<Shard>, mut conn: Conn, peers: Arc<Vec<Sender<Handoff>>
     }
 }
 
+/// Ends a connection as `end` says: with ACCRE's close notice, or silently (`Drop`).
+async fn finish(conn: Conn, end: Next) {
+    if end != Next::Drop {
+        conn.close_with_notice(0.0).await;
+    }
+}
+
 /// Where a key's allocation lives.
 enum Route {
     Here,
@@ -458,8 +462,7 @@ fn route(shard: &Shard, key: &str, shards: usize) -> Route {
 async fn hand_off_line(shard: &Shard, mut conn: Conn, line: &[u8], to: &Sender<Handoff>) {
     match conn.flush_lane().await {
         Next::Continue => {}
-        Next::Close => return conn.close_with_notice(0.0).await,
-        Next::Drop => return,
+        end => return finish(conn, end).await,
     }
     conn.unread(line);
     hand_off(shard, conn, to).await

@@ -141,7 +141,7 @@ pub async fn run(
                 }
                 Err(e) => {
                     let idx = shard.idx;
-                    tracing::error!(shard = idx, cause = %failure_text(&e), "store failed");
+                    tracing::error!(shard = idx, cause = %e, "store failed");
                     reply::error(&mut out, ErrorCode::FileWrite);
                     (out, Next::Close)
                 }
@@ -178,12 +178,5 @@ pub async fn run(
             tracing::error!(shard = shard.idx, cause = %e, "store failed");
             reply_error(ctx.conn, ErrorCode::FileWrite, Next::Close).await
         }
-    }
-}
-
-fn failure_text(f: &Failure) -> String {
-    match f {
-        Failure::Peer(e) => e.to_string(),
-        Failure::Storage(s) => s.clone(),
     }
 }

@@ -83,6 +83,15 @@ pub enum Failure {
     Storage(String),
 }
 
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Peer(e) => write!(f, "{e}"),
+            Failure::Storage(s) => f.write_str(s),
+        }
+    }
+}
+
 /// Where the bytes of a write go.
 pub enum Target {
     /// STORE: `len` bytes at the current end, after any appends already in flight.
@@ -572,13 +581,9 @@ impl Landing {
     async fn land_in_background(mut self) {
         while !self.inflight.is_empty() {
             if let Err(e) = wait_write(&mut self.inflight).await {
-                let cause = match e {
-                    Failure::Storage(s) => s,
-                    Failure::Peer(e) => e.to_string(),
-                };
                 tracing::error!(
                     shard = self.ticket.shard.idx,
-                    cause = %cause,
+                    cause = %e,
                     "in-place write of a committed overwrite failed; its journal image completes it at the next start"
                 );
             }
