@@ -36,6 +36,7 @@ pub mod journal;
 pub mod keys;
 pub mod lock;
 pub mod netsum;
+pub mod placement;
 pub mod remote;
 pub mod server;
 pub mod shard;

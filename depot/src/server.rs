@@ -20,6 +20,7 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use ibp_client::proto::request::ext::{ext_command, parse_ext, ExtRequest};
+use ibp_client::proto::request::Request;
 use ibp_client::proto::{parse_request, ErrorCode};
 use ibp_io::channel::{channel, Receiver, Sender};
 use ibp_io::net::{TcpListener, TcpStream};
@@ -399,6 +400,11 @@ async fn serve(shard: Rc<Shard>, mut conn: Conn, peers: Arc<Vec<Sender<Handoff>>
             match conn.flush_lane().await {
                 Next::Continue => {}
                 end => return finish(conn, end).await,
+            }
+        }
+        if let Request::Allocate(a) = &req {
+            if let Some(to) = cmd::allocate::placed_elsewhere(&shard, a) {
+                return hand_off_line(&shard, conn, &line, &peers[usize::from(to)]).await;
             }
         }
         if let Some(key) = cmd::key_of(&req) {

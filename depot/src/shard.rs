@@ -470,17 +470,13 @@ impl Shard {
     /// Publishes usage figures for STATUS on any core.
     pub fn publish(&self) {
         let t = self.table.borrow();
-        let mut counts = vec![0u64; t.regions.len()];
-        for a in t.iter() {
-            counts[a.resource as usize] += 1;
-        }
         for (i, r) in t.regions.iter().enumerate() {
             let u = &self.stats.usage[i];
             stats::set(&u.capacity, r.capacity_bytes());
             stats::set(&u.free, r.free_bytes());
             stats::set(&u.hard, r.hard_bytes);
             stats::set(&u.soft, r.soft_bytes);
-            stats::set(&u.allocations, counts[i]);
+            stats::set(&u.allocations, r.allocations);
         }
     }
 

@@ -36,6 +36,8 @@ pub struct Region {
     /// Bytes reserved (extent bytes) by hard and by soft allocations, for STATUS and admission.
     pub hard_bytes: u64,
     pub soft_bytes: u64,
+    /// Live allocations on this region (kept here so STATUS never walks the table).
+    pub allocations: u64,
 }
 
 impl Region {
@@ -45,6 +47,7 @@ impl Region {
             extents: ExtentAllocator::new(capacity_bytes / BLOCK_BYTES),
             hard_bytes: 0,
             soft_bytes: 0,
+            allocations: 0,
         }
     }
 
@@ -63,8 +66,10 @@ impl Region {
         };
         if add {
             *slot += bytes;
+            self.allocations += 1;
         } else {
             *slot -= bytes;
+            self.allocations -= 1;
         }
     }
 }

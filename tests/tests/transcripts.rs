@@ -55,6 +55,7 @@ const CASES: &[(&str, Case)] = &[
     ("float_timeouts", float_timeouts),
     ("probe_through_any_key", probe_through_any_key),
     ("any_port_serves", any_port_serves),
+    ("allocations_spread_over_shards", allocations_spread_over_shards),
     ("refcounts_and_delete", refcounts_and_delete),
     ("chng", chng),
     ("truncate", truncate),
@@ -443,6 +444,25 @@ fn any_port_serves(_r: &mut Runner, d: &Depot) {
     assert_eq!(probe(&mut on0, &caps.manage).read_refs, 2, "the owning shard sees the INCR");
 }
 
+fn allocations_spread_over_shards(_r: &mut Runner, _main: &Depot) {
+    // Equal allocations made over one connection, even to shard 0's own port, alternate
+    // between the shards (each goes to the one with the most free space), so a striped file
+    // is served by every core.
+    let d = Depot::start(DepotOpts::default());
+    let mut raw = Raw::connect(d.shard_addr(0));
+    let per_shard: Vec<usize> = (0..4)
+        .map(|_| allocate(&mut raw, 4 << 20, 600, true).read.shard(d.port()))
+        .fold(vec![0; d.opts.cores], |mut n, s| {
+            n[s] += 1;
+            n
+        });
+    assert_eq!(per_shard, [2, 2], "4 allocations of 4 MiB over 2 shards");
+    // The connection moved along with them and still serves every command.
+    let caps = allocate(&mut raw, 100, 600, true);
+    store(&mut raw, &caps.write, &[7u8; 100]);
+    assert_eq!(load(&mut raw, &caps.read, 0, 100), [7u8; 100]);
+}
+
 fn refcounts_and_delete(r: &mut Runner, d: &Depot) {
     let mut raw = conn(d);
     let caps = allocate(&mut raw, 100, 600, true);
@@ -699,7 +719,9 @@ fn err_no_space(r: &mut Runner, d: &Depot) {
     for c in &granted {
         assert_eq!(manage_status(&mut conn(d), &c.manage, "42 1"), 1, "free the 20 MiB");
     }
-    assert!((1..=d.opts.cores).contains(&n), "{n} 20 MiB allocations fit in 64 MiB over 2 shards");
+    // One per shard: an ALLOCATE that does not fit on the connection's shard goes to the one
+    // where it fits.
+    assert_eq!(n, d.opts.cores, "20 MiB allocations granted in 64 MiB over 2 shards");
     assert_eq!(refusal.and_then(|e| e.code()), Some(-23), "the refusal when the space is gone");
     r.cover("error -23");
     let mut raw = conn(d);

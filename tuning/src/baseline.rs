@@ -91,7 +91,7 @@ pub fn tcp_loopback(streams: usize, size: u64, block: u64, limit: Duration) -> i
     }
     let mut rec = Recorder::new();
     rec.add_bytes(received);
-    let setting = Setting { streams, block_bytes: block as u64, qd: 1 };
+    let setting = Setting { streams, block_bytes: block as u64, qd: 1, allocs: 0 };
     Ok(rec.figure("tcp loopback", setting, elapsed))
 }
 
@@ -160,7 +160,7 @@ pub fn disk(
     rt.block_on(async {
         let file =
             Rc::new(DmaFile::open(&path, OpenMode { create: true, size_bytes: Some(size) })?);
-        let setting = Setting { streams: 1, block_bytes: block, qd };
+        let setting = Setting { streams: 1, block_bytes: block, qd, allocs: 0 };
         let write = sequential(&file, Phase::Write, size, block, qd, limit).await?;
         let write = write.0.figure("odirect write", setting, write.1);
         let read = sequential(&file, Phase::Read, size, block, qd, limit).await?;
@@ -168,7 +168,7 @@ pub fn disk(
         let (rec, took) = random_reads(&file, size, limit).await?;
         let rand = rec.figure(
             "odirect 4KiB randread",
-            Setting { streams: 1, block_bytes: ALIGN, qd: RANDREAD_QD },
+            Setting { streams: 1, block_bytes: ALIGN, qd: RANDREAD_QD, allocs: 0 },
             took,
         );
         Ok(vec![write, read, rand])

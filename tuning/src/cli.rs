@@ -131,6 +131,11 @@ struct RunArgs {
     /// hard; the allocate/remove phase stays hard.
     #[arg(long)]
     soft: bool,
+    /// Stripe the large transfer over this many allocations (1..=--streams), stream i on
+    /// stripe i % allocs, spread evenly over the depot's shards. One allocation lives on one
+    /// core of our depot: use one per core for a multi-core figure.
+    #[arg(long, default_value_t = 1)]
+    allocs: usize,
     /// Sizes of the small random read/write phases, comma-separated.
     #[arg(long, default_value = "4KiB,64KiB", value_delimiter = ',', value_parser = parse_size)]
     small: Vec<u64>,
@@ -170,6 +175,9 @@ struct SweepArgs {
 /// Runs the subcommand; `Err` is printed as the reason and exits 1.
 pub fn dispatch(cli: Cli) -> Result<ExitCode, String> {
     crate::progress::set_enabled(!cli.quiet);
+    if let Some(csv) = &cli.csv {
+        crate::report::check_csv(csv).map_err(|e| e.to_string())?;
+    }
     let report = match cli.cmd {
         Cmd::Doctor { dir } => return Ok(run_doctor(&dir, cli.json)),
         Cmd::Baseline(args) => run_baseline(&args)?,
@@ -243,6 +251,12 @@ fn spawn_spec(d: &DepotArgs, dir: &std::path::Path, size: u64) -> SpawnSpec {
 
 fn run_run(a: &RunArgs) -> Result<Report, String> {
     check_shape(&a.shape)?;
+    if a.allocs == 0 || a.allocs > a.shape.streams {
+        return Err(format!(
+            "--allocs must be 1..=--streams ({}): each stripe needs a stream",
+            a.shape.streams
+        ));
+    }
     let mut report = Report::new("run");
     let limit = phase_limit(a.shape.duration_s);
     let kind = a.kind.unwrap_or(if a.depot.spawn.is_some() && a.depot.rid == spawn::RAM_RID {
@@ -290,11 +304,21 @@ fn run_run(a: &RunArgs) -> Result<Report, String> {
         small_sizes: a.small.clone(),
         bulk_only: false,
         soft: a.soft,
+        allocs: a.allocs,
     };
     if a.soft {
         report.notes.push("the data allocation is soft: writes are not fdatasync'd".into());
     }
-    let mut figures = workload::run(&p).map_err(|e| format!("run against {depot}: {e}"))?;
+    let (mut figures, places) =
+        workload::run(&p).map_err(|e| format!("run against {depot}: {e}"))?;
+    if a.allocs > 1 {
+        report.notes.push(format!(
+            "the large transfer is striped over {} allocations of {}, on {places} distinct \
+             depot ports (shards)",
+            a.allocs,
+            crate::units::format_size(a.shape.size.div_ceil(a.allocs as u64))
+        ));
+    }
     drop(spawned);
     if !limits.is_empty() {
         compare(&mut figures, &limits, kind);
@@ -354,6 +378,7 @@ fn run_sweep(a: &SweepArgs) -> Result<Report, String> {
         small_sizes: Vec::new(),
         bulk_only: true,
         soft: false,
+        allocs: 1,
     };
     sweep::sweep(&grid, &target, &base, &mut report)?;
     Ok(report)

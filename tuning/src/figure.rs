@@ -89,6 +89,8 @@ pub struct Setting {
     pub block_bytes: u64,
     /// Operations in flight per stream (pipelining or disk queue depth).
     pub qd: usize,
+    /// Allocations the operations were spread over (0 for the machine's own limits).
+    pub allocs: usize,
 }
 
 /// One line of a report.

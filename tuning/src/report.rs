@@ -4,8 +4,8 @@
 //! The machine is described without identifying it: the hostname is hashed (FNV-1a, stable
 //! across builds, unlike std's `DefaultHasher`).
 
-use std::fs::OpenOptions;
-use std::io::{self, Write};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,6 +13,9 @@ use serde::Serialize;
 
 use crate::figure::Figure;
 use crate::units::format_size;
+
+/// The CSV columns, in order; `allocs` is 0 for the machine's own limits.
+const CSV_HEADER: &str = "date,host_hash,cores,kernel,command,figure,streams,block_bytes,qd,ops,bytes,elapsed_s,mb_per_s,ops_per_s,p50_us,p99_us,p999_us,limit,ratio,allocs";
 
 /// Where a result was measured.
 #[derive(Clone, Debug, Serialize)]
@@ -110,8 +113,8 @@ impl Report {
         )?;
         writeln!(
             out,
-            "{:<28} {:>3} {:>7} {:>3} {:>10} {:>11} {:>10} {:>10} {:>10}  vs limit",
-            "figure", "N", "block", "qd", "MB/s", "ops/s", "p50 µs", "p99 µs", "p999 µs",
+            "{:<28} {:>3} {:>6} {:>7} {:>3} {:>10} {:>11} {:>10} {:>10} {:>10}  vs limit",
+            "figure", "N", "allocs", "block", "qd", "MB/s", "ops/s", "p50 µs", "p99 µs", "p999 µs",
         )?;
         for f in &self.figures {
             let opt = |v: Option<f64>, prec: usize| {
@@ -123,9 +126,10 @@ impl Report {
             };
             writeln!(
                 out,
-                "{:<28} {:>3} {:>7} {:>3} {:>10} {:>11} {:>10} {:>10} {:>10}  {}",
+                "{:<28} {:>3} {:>6} {:>7} {:>3} {:>10} {:>11} {:>10} {:>10} {:>10}  {}",
                 f.name,
                 f.setting.streams,
+                if f.setting.allocs == 0 { "-".to_owned() } else { f.setting.allocs.to_string() },
                 format_size(f.setting.block_bytes),
                 f.setting.qd,
                 opt(f.mb_per_s, 1),
@@ -144,19 +148,17 @@ impl Report {
 
     fn append_csv(&self, path: &Path) -> io::Result<()> {
         let fresh = !path.exists();
+        check_csv(path)?;
         let mut file = OpenOptions::new().create(true).append(true).open(path)?;
         if fresh {
-            writeln!(
-                file,
-                "date,host_hash,cores,kernel,command,figure,streams,block_bytes,qd,ops,bytes,elapsed_s,mb_per_s,ops_per_s,p50_us,p99_us,p999_us,limit,ratio"
-            )?;
+            writeln!(file, "{CSV_HEADER}")?;
         }
         let m = &self.machine;
         let opt = |v: Option<f64>| v.map_or_else(String::new, |v| format!("{v:.3}"));
         for f in &self.figures {
             writeln!(
                 file,
-                "{},{},{},{},{},{},{},{},{},{},{},{:.6},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{:.6},{},{},{},{},{},{},{},{}",
                 m.date,
                 m.host_hash,
                 m.cores,
@@ -176,10 +178,28 @@ impl Report {
                 opt(f.p999_us),
                 csv_field(f.limit.as_deref().unwrap_or("")),
                 opt(f.ratio),
+                f.setting.allocs,
             )?;
         }
         Ok(())
     }
+}
+
+/// Fails when `path` exists with a header other than this version's, whose rows the new ones
+/// would not line up with (older versions had fewer columns).
+pub fn check_csv(path: &Path) -> io::Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let mut first = String::new();
+    BufReader::new(File::open(path)?).read_line(&mut first)?;
+    if first.trim_end() == CSV_HEADER {
+        return Ok(());
+    }
+    Err(io::Error::other(format!(
+        "--csv {}: its columns differ from this version's ({CSV_HEADER}); append to a new file",
+        path.display()
+    )))
 }
 
 /// Quotes a CSV field when it holds a comma or quote.

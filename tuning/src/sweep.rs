@@ -69,7 +69,7 @@ pub fn sweep(
                         bulk_only: true,
                         ..base.clone()
                     };
-                    let mut figures = workload::run(&p).map_err(|e| {
+                    let (mut figures, _) = workload::run(&p).map_err(|e| {
                         format!("cell streams={streams} block={block} qd={qd}: {e}")
                     })?;
                     let label = match core_count {

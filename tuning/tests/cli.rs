@@ -233,6 +233,38 @@ fn run_with_small_checksum_blocks_and_a_soft_allocation() {
     }
 }
 
+/// `--allocs`: the transfer striped over two allocations lands on both shards of a 2-core
+/// depot, and every bulk figure says how many allocations it used.
+#[test]
+fn run_striped_over_allocations_spreads_them_over_the_shards() {
+    let dir = Scratch::new("stripes");
+    let d = dir.path().to_str().expect("utf-8");
+    let common = ["run", "--spawn", d, "--cores", "2", "--ram", "64MiB", "--rid", "2"];
+    let shape = ["--size", "8MiB", "--block", "256KiB", "--duration-s", "1", "--small", "4KiB"];
+    let out =
+        bench(&[&common[..], &shape[..], &["--streams", "4", "--allocs", "2", "--json"]].concat());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report = json_of(&out);
+    let notes = report["notes"].to_string();
+    assert!(notes.contains("striped over 2 allocations of 4MiB, on 2 distinct"), "{notes}");
+    for name in ["store seq", "load seq", "write rand 4KiB", "load rand 4KiB"] {
+        let f = figure(&report, name);
+        assert_eq!(f["allocs"], 2, "{f}");
+        positive(f, "ops_per_s");
+    }
+    assert_eq!(figure(&report, "allocate (hard)")["allocs"], 0);
+
+    // More stripes than streams, or a CSV file with other columns, fail before anything runs.
+    let out = bench(&[&common[..], &shape[..], &["--streams", "2", "--allocs", "3"]].concat());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--allocs must be 1..=--streams"));
+    let old = dir.path().join("old.csv");
+    std::fs::write(&old, "date,host_hash,cores,kernel,command,figure,streams\n").expect("write");
+    let out = bench(&[&common[..], &shape[..], &["--csv", old.to_str().expect("utf-8")]].concat());
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("append to a new file"));
+}
+
 #[test]
 fn sweep_runs_its_grid_within_budget_and_recommends_a_setting() {
     let dir = Scratch::new("sweep");

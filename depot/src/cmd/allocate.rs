@@ -39,13 +39,8 @@ pub async fn run(ctx: &mut Ctx<'_>, req: Allocate) -> (Next, bool) {
         Ok(d) => d,
         Err(code) => return reply_error(ctx.conn, code, Next::Continue).await,
     };
-    let resource = match &req.rid {
-        None => 0,
-        Some(rid) if rid == "0" => 0,
-        Some(rid) => match shard.cfg.resources.iter().position(|r| &r.rid == rid) {
-            Some(i) => i as u16,
-            None => return reply_error(ctx.conn, ErrorCode::InvalidRid, Next::Continue).await,
-        },
+    let Some(resource) = resource_of(shard, req.rid.as_deref()) else {
+        return reply_error(ctx.conn, ErrorCode::InvalidRid, Next::Continue).await;
     };
     if req.size <= 0 {
         return reply_error(ctx.conn, ErrorCode::InvalidParameter, Next::Continue).await;
@@ -87,6 +82,22 @@ pub async fn run(ctx: &mut Ctx<'_>, req: Allocate) -> (Next, bool) {
         Ok(out) => reply_ok(ctx.conn, out).await,
         Err(code) => reply_error(ctx.conn, code, Next::Continue).await,
     }
+}
+
+/// The resource an ALLOCATE names: its RID, or the first resource for none or `0`.
+pub fn resource_of(shard: &Shard, rid: Option<&str>) -> Option<u16> {
+    match rid {
+        None | Some("0") => Some(0),
+        Some(rid) => shard.cfg.resources.iter().position(|r| r.rid == rid).map(|i| i as u16),
+    }
+}
+
+/// Where an ALLOCATE should run when not on this shard (see [`crate::placement`]): `None`
+/// for a malformed one, which is refused here.
+pub fn placed_elsewhere(shard: &Shard, req: &Allocate) -> Option<u16> {
+    let resource = resource_of(shard, req.rid.as_deref())?;
+    let size = u64::try_from(req.size).ok()?;
+    crate::placement::better_shard(shard, usize::from(resource), size)
 }
 
 /// The disk digest an ALLOCATE_CHKSUM / SPLIT_ALLOCATE_CHKSUM asks for (rules in the module

@@ -228,10 +228,12 @@ fn assert_replays(t: &Table, log: &[Record], capacity: u64) {
     for rec in t.snapshot() {
         s2.replay(rec).expect("applies");
     }
-    for other in [&r, &s2] {
+    for other in [t, &r, &s2] {
         assert_eq!(other.snapshot(), t.snapshot());
         assert_eq!(other.regions[0].free_bytes(), t.regions[0].free_bytes());
         assert_eq!(other.aliases, t.aliases);
+        // The per-region count STATUS publishes matches the table, live and replayed.
+        assert_eq!(other.regions[0].allocations, other.iter().count() as u64);
     }
 }
 
