@@ -141,8 +141,9 @@ pub struct Table {
     aliases_of: HashMap<u64, BTreeSet<u64>>,
     next_id: u64,
     next_seq: u64,
-    /// Allocations a transfer is using right now; soft revocation skips them. Kept current
-    /// by the shard before each allocation.
+    /// Allocations a transfer is using right now; soft revocation skips them. Brought up to
+    /// date by the shard before every hard allocation that no free run holds (the only ones
+    /// that may revoke).
     pub pinned: std::collections::HashSet<u64>,
 }
 

@@ -54,7 +54,20 @@ pub async fn run(ctx: &mut Ctx<'_>, req: Allocate) -> (Next, bool) {
     };
     let now = shard.clock.now_unix_s();
     shard.sync_policies();
-    shard.pin_busy();
+    // Soft revocation runs only when no free run holds the request, and only then needs to
+    // know which allocations transfers are using (a walk over all of them).
+    if durability == Durability::Hard {
+        let blocks = crate::extent::blocks_for(req.size as u64);
+        let room = shard
+            .table
+            .borrow()
+            .regions
+            .get(usize::from(resource))
+            .is_some_and(|r| r.extents.largest_free() >= blocks);
+        if !room {
+            shard.pin_busy();
+        }
+    }
     let granted = {
         let mut t = shard.table.borrow_mut();
         let mut fill = |b: &mut [u8]| shard.fill_random(b);
