@@ -147,8 +147,10 @@ impl Report {
     }
 
     fn append_csv(&self, path: &Path) -> io::Result<()> {
-        let fresh = !path.exists();
+        // Checked again here (dispatch checked before the run): the file may have appeared
+        // or changed during a long run.
         check_csv(path)?;
+        let fresh = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
         let mut file = OpenOptions::new().create(true).append(true).open(path)?;
         if fresh {
             writeln!(file, "{CSV_HEADER}")?;
@@ -186,14 +188,15 @@ impl Report {
 }
 
 /// Fails when `path` exists with a header other than this version's, whose rows the new ones
-/// would not line up with (older versions had fewer columns).
+/// would not line up with (older versions had fewer columns). A missing or empty file is fine.
 pub fn check_csv(path: &Path) -> io::Result<()> {
     if !path.exists() {
         return Ok(());
     }
     let mut first = String::new();
     BufReader::new(File::open(path)?).read_line(&mut first)?;
-    if first.trim_end() == CSV_HEADER {
+    // An empty file (made with `touch`) gets the header on the first append.
+    if first.is_empty() || first.trim_end() == CSV_HEADER {
         return Ok(());
     }
     Err(io::Error::other(format!(
@@ -222,5 +225,22 @@ mod tests {
         assert!(d.ends_with('Z') && d.as_bytes()[10] == b'T');
         assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(csv_field("a,b"), "\"a,b\"");
+    }
+
+    #[test]
+    fn check_csv_takes_missing_empty_and_current_files_and_refuses_other_columns() {
+        let dir = std::env::temp_dir().join(format!("ibp-bench-csv-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("r.csv");
+        let _ = std::fs::remove_file(&path);
+        assert!(check_csv(&path).is_ok(), "missing file");
+        std::fs::write(&path, "").expect("write");
+        assert!(check_csv(&path).is_ok(), "empty file");
+        std::fs::write(&path, format!("{CSV_HEADER}\n1,2\n")).expect("write");
+        assert!(check_csv(&path).is_ok(), "current header");
+        std::fs::write(&path, "date,host_hash,cores\n").expect("write");
+        let e = check_csv(&path).expect_err("older header");
+        assert!(e.to_string().contains("columns differ"), "{e}");
+        std::fs::remove_dir_all(&dir).expect("cleanup");
     }
 }
