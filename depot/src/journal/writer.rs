@@ -69,6 +69,24 @@ struct State {
     failed: Option<String>,
 }
 
+/// Records taken from `pending` for one journal write: the bytes (with the file's last partial
+/// page in front), where they go, the sequence number their waiters wait for, and how durable
+/// they must be.
+pub struct Batch {
+    buf: AlignedBuf,
+    len: usize,
+    seq: u64,
+    level: SyncLevel,
+    write_at: u64,
+}
+
+impl Batch {
+    /// Whether the data stores must be synced before this batch is written.
+    pub fn needs_data_sync(&self) -> bool {
+        self.level == SyncLevel::DataAndJournal
+    }
+}
+
 /// One shard's journal.
 pub struct Journal {
     path: PathBuf,
@@ -219,51 +237,85 @@ impl Journal {
 
     /// Writes everything pending in one batch, as durable as its records asked: `data_sync`
     /// first for [`SyncLevel::DataAndJournal`], the write itself with RWF_DSYNC from
-    /// [`SyncLevel::Journal`] up.
+    /// [`SyncLevel::Journal`] up. The shard's committer uses the two halves
+    /// ([`Journal::take_batch`], [`Journal::write_batch`]) to overlap one batch's data sync
+    /// with the previous batch's journal write.
     pub async fn commit_batch<F, Fut>(&self, data_sync: F) -> Result<(), String>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<(), String>>,
     {
-        let (buf, len, seq, level, write_at) = {
-            let mut st = self.st.borrow_mut();
-            if st.pending.is_empty() {
-                return Ok(());
-            }
-            let pending = std::mem::take(&mut st.pending);
-            let level = std::mem::replace(&mut st.pending_sync, SyncLevel::Written);
-            let total = st.tail.len() + pending.len();
-            let len = (total as u64).div_ceil(PAGE) * PAGE;
-            let mut buf = AlignedBuf::new(len as usize);
-            buf.set_len(len as usize);
-            let full = buf.as_full_mut();
-            full[..st.tail.len()].copy_from_slice(&st.tail);
-            full[st.tail.len()..total].copy_from_slice(&pending);
-            let write_at = st.file_pos / PAGE * PAGE;
-            st.file_pos += pending.len() as u64;
-            let keep_from = (st.file_pos / PAGE * PAGE - write_at) as usize;
-            st.tail = full[keep_from..total].to_vec();
-            (buf, len as usize, st.appended_seq, level, write_at)
+        let Some(batch) = self.take_batch() else {
+            return Ok(());
         };
+        if batch.needs_data_sync() {
+            if let Err(e) = data_sync().await {
+                return self.fail_batch(batch, e);
+            }
+        }
+        self.write_batch(batch).await
+    }
+
+    /// Whether the records waiting for the next batch claim data written in place, so that
+    /// the batch must sync the data stores before its journal write.
+    pub fn pending_needs_data_sync(&self) -> bool {
+        self.st.borrow().pending_sync == SyncLevel::DataAndJournal
+    }
+
+    /// Takes everything pending as the next batch (its place in the file fixed now, so
+    /// batches are written in the order they were taken). `None` when nothing is pending.
+    pub fn take_batch(&self) -> Option<Batch> {
+        let mut st = self.st.borrow_mut();
+        if st.pending.is_empty() {
+            return None;
+        }
+        let pending = std::mem::take(&mut st.pending);
+        let level = std::mem::replace(&mut st.pending_sync, SyncLevel::Written);
+        let total = st.tail.len() + pending.len();
+        let len = (total as u64).div_ceil(PAGE) * PAGE;
+        let mut buf = AlignedBuf::new(len as usize);
+        buf.set_len(len as usize);
+        let full = buf.as_full_mut();
+        full[..st.tail.len()].copy_from_slice(&st.tail);
+        full[st.tail.len()..total].copy_from_slice(&pending);
+        let write_at = st.file_pos / PAGE * PAGE;
+        st.file_pos += pending.len() as u64;
+        let keep_from = (st.file_pos / PAGE * PAGE - write_at) as usize;
+        st.tail = full[keep_from..total].to_vec();
+        Some(Batch { buf, len: len as usize, seq: st.appended_seq, level, write_at })
+    }
+
+    /// Writes a batch taken by [`Journal::take_batch`] (after its data sync, if it needs
+    /// one) and wakes its waiters. The caller writes batches one at a time, in the order
+    /// taken: a batch rewrites the previous one's last partial page. After a failure nothing
+    /// more is written.
+    pub async fn write_batch(&self, batch: Batch) -> Result<(), String> {
+        let Batch { buf, len, seq, level, write_at } = batch;
+        if let Some(f) = self.st.borrow().failed.clone() {
+            return Err(f);
+        }
         let need_sync = level >= SyncLevel::Journal;
         let file = self.file.borrow().clone();
-        let result = async {
-            if level == SyncLevel::DataAndJournal {
-                data_sync().await?;
-            }
-            // A batch that must be durable is written with RWF_DSYNC: one operation, where
-            // a write and then an fdatasync would be two dependent trips through the ring.
-            if need_sync {
-                let (r, _buf) = file.write_at_durable(buf, write_at, 0..len).await;
-                r.map_err(|e| format!("journal write (durable) failed: {e}"))?;
-            } else {
-                let (r, _buf) = file.write_at(buf, write_at, 0..len).await;
-                r.map_err(|e| format!("journal write failed: {e}"))?;
-            }
-            Ok::<(), String>(())
-        }
-        .await;
-        self.finish(seq, need_sync, result)
+        // A batch that must be durable is written with RWF_DSYNC: one operation, where a
+        // write and then an fdatasync would be two dependent trips through the ring.
+        let result = if need_sync {
+            let (r, _buf) = file.write_at_durable(buf, write_at, 0..len).await;
+            r.map_err(|e| format!("journal write (durable) failed: {e}"))
+        } else {
+            let (r, _buf) = file.write_at(buf, write_at, 0..len).await;
+            r.map_err(|e| format!("journal write failed: {e}"))
+        };
+        self.finish(seq, need_sync, result.map(drop))
+    }
+
+    /// Ends a batch whose data sync failed: the journal latches and its waiters get `cause`.
+    pub fn fail_batch(&self, batch: Batch, cause: String) -> Result<(), String> {
+        self.finish(batch.seq, false, Err(cause))
+    }
+
+    /// Whether a write or sync failed (nothing is acknowledged any more).
+    pub fn has_failed(&self) -> bool {
+        self.st.borrow().failed.is_some()
     }
 
     fn finish(&self, seq: u64, synced: bool, result: Result<(), String>) -> Result<(), String> {

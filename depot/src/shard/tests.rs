@@ -243,6 +243,45 @@ fn block_state(shard: &Shard, id: u64, block: u64) -> (Vec<u8>, u32) {
 }
 
 #[test]
+fn concurrent_hard_commits_overlapping_journal_writes_all_replay() {
+    // Many hard commits at once: the committer takes a batch and syncs the data while the
+    // previous batch's journal write is in flight. Every acknowledged block must come back,
+    // with its CRC, after a restart; soft records in between take the other branch.
+    let dir = TempDir::new("pipeline");
+    let s = shared(&dir.0, "1MiB");
+    let clock = ManualClock::new(1_000_000);
+    let cb = 64 * 1024;
+    let blocks = 24u64;
+    let fill = move |b: u64| vec![(b as u8).wrapping_mul(37).wrapping_add(1); cb];
+    let (id, soft) = runtime().block_on(async {
+        let shard = open(&s, &clock);
+        ibp_io::spawn(shard.clone().run_committer());
+        let (id, _) = allocate(&shard, Durability::Hard, blocks * cb as u64, 3600).await;
+        let tasks: Vec<ibp_io::JoinHandle> = (0..blocks)
+            .map(|b| {
+                let shard = shard.clone();
+                ibp_io::spawn(async move { write_and_commit(&shard, id, b, &fill(b)).await })
+            })
+            .collect();
+        let (soft, _) = allocate(&shard, Durability::Soft, cb as u64, 3600).await;
+        for t in tasks {
+            t.await;
+        }
+        (id, soft)
+    });
+    runtime().block_on(async {
+        let shard = open(&s, &clock);
+        assert_eq!(shard.table.borrow().get(id).expect("hard allocation").size, blocks * cb as u64);
+        assert!(shard.table.borrow().get(soft).is_some(), "the soft allocation replayed too");
+        for b in 0..blocks {
+            let want = fill(b);
+            let crc = crate::checksum::block_crc(&want, cb as u64);
+            assert_eq!(block_state(&shard, id, b), (want, crc), "block {b}");
+        }
+    });
+}
+
+#[test]
 fn a_committed_image_completes_an_overwrite_that_never_reached_its_block() {
     let dir = TempDir::new("cimage");
     let s = shared(&dir.0, "1MiB");
