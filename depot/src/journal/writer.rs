@@ -8,7 +8,9 @@
 //! allocation's new size and CRCs) needs the shard's data stores fdatasync'd first; a record
 //! that carries everything it claims (a doublewrite image) needs only the journal write itself
 //! to be durable (RWF_DSYNC). Many concurrent commands therefore share one write and at most
-//! one sync of each kind (group commit).
+//! one sync of each kind (group commit). The committer may take the next batch and start its
+//! data sync while the previous batch's journal write is in flight (`Shard::run_committer`);
+//! the journal writes themselves go one at a time, in the order the batches were taken.
 //!
 //! The file is preallocated; replay stops at the first zero frame. When the file passes three
 //! quarters full it is compacted: a snapshot of the table (which already includes everything
