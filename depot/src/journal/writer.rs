@@ -237,27 +237,6 @@ impl Journal {
         st.file_pos + st.pending.len() as u64 + PAGE > st.capacity / 4 * 3
     }
 
-    /// Writes everything pending in one batch, as durable as its records asked: `data_sync`
-    /// first for [`SyncLevel::DataAndJournal`], the write itself with RWF_DSYNC from
-    /// [`SyncLevel::Journal`] up. The shard's committer uses the two halves
-    /// ([`Journal::take_batch`], [`Journal::write_batch`]) to overlap one batch's data sync
-    /// with the previous batch's journal write.
-    pub async fn commit_batch<F, Fut>(&self, data_sync: F) -> Result<(), String>
-    where
-        F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<(), String>>,
-    {
-        let Some(batch) = self.take_batch() else {
-            return Ok(());
-        };
-        if batch.needs_data_sync() {
-            if let Err(e) = data_sync().await {
-                return self.fail_batch(batch, e);
-            }
-        }
-        self.write_batch(batch).await
-    }
-
     /// Whether the records waiting for the next batch claim data written in place, so that
     /// the batch must sync the data stores before its journal write.
     pub fn pending_needs_data_sync(&self) -> bool {
@@ -266,6 +245,9 @@ impl Journal {
 
     /// Takes everything pending as the next batch (its place in the file fixed now, so
     /// batches are written in the order they were taken). `None` when nothing is pending.
+    /// The batch is made as durable as its records asked: the caller syncs the data stores
+    /// first when [`Batch::needs_data_sync`], and [`Journal::write_batch`] writes with
+    /// RWF_DSYNC from [`SyncLevel::Journal`] up.
     pub fn take_batch(&self) -> Option<Batch> {
         let mut st = self.st.borrow_mut();
         if st.pending.is_empty() {
