@@ -282,6 +282,80 @@ fn concurrent_hard_commits_overlapping_journal_writes_all_replay() {
 }
 
 #[test]
+fn a_sync_failing_while_the_previous_write_is_in_flight_keeps_every_ack_durable() {
+    // Hard commits from many tasks, and the third data sync fails: batches before it are
+    // acknowledged (one of them may still be in its journal write when the sync fails), the
+    // failing one and everything after are not, nobody waits forever, and every
+    // acknowledged block is there after a restart.
+    let dir = TempDir::new("pipefail");
+    let s = shared(&dir.0, "1MiB");
+    let clock = ManualClock::new(1_000_000);
+    let cb = 64 * 1024;
+    let blocks = 24u64;
+    let fill = move |b: u64| vec![(b as u8).wrapping_mul(53).wrapping_add(7); cb];
+    let (id, acked) = runtime().block_on(async {
+        let (mut shard, _) =
+            Shard::open(0, &s, Rc::new(clock.clone()), Box::new(SeededEntropy::new(3)))
+                .expect("opens");
+        let plan = Rc::new(FaultPlan::default());
+        let disk = std::mem::replace(&mut shard.stores[0], Store::open_ram(4096).expect("ram"));
+        shard.stores[0] = Store::faulty(disk, plan.clone());
+        let shard = Rc::new(shard);
+        ibp_io::spawn(shard.clone().run_committer());
+        let (id, _) = allocate(&shard, Durability::Hard, blocks * cb as u64, 3600).await;
+        plan.fail_sync_after.set(3);
+        let results = Rc::new(std::cell::RefCell::new(Vec::new()));
+        let tasks: Vec<ibp_io::JoinHandle> = (0..blocks)
+            .map(|b| {
+                let (shard, results) = (shard.clone(), results.clone());
+                ibp_io::spawn(async move {
+                    let (at, _) = block_at(&shard, id, b);
+                    let bytes = fill(b);
+                    let mut buf = ibp_io::buf::acquire().await;
+                    buf.set_len(bytes.len());
+                    buf.as_full_mut()[..bytes.len()].copy_from_slice(&bytes);
+                    let (r, _) = shard.stores[0].write(buf, at, 0..bytes.len()).await;
+                    if r.is_err() {
+                        results.borrow_mut().push((b, false)); // refused after the latch
+                        return;
+                    }
+                    let crc = crate::checksum::block_crc(&bytes, cb as u64);
+                    let rec = shard
+                        .table
+                        .borrow_mut()
+                        .apply_data(id, (b + 1) * cb as u64, b, &[crc])
+                        .expect("live");
+                    let ok = shard.commit(0, &[rec], true).await.is_ok();
+                    results.borrow_mut().push((b, ok));
+                })
+            })
+            .collect();
+        for t in tasks {
+            ibp_io::time::timeout(std::time::Duration::from_secs(20), t)
+                .await
+                .expect("every commit finishes, acknowledged or refused");
+        }
+        assert!(shard.stores[0].latched().is_some(), "the failed sync latched the store");
+        let rec = Record::Delete { id: u64::MAX };
+        assert!(shard.commit(0, &[rec], true).await.is_err(), "nothing acknowledged after it");
+        let results = results.borrow();
+        assert_eq!(results.len(), blocks as usize);
+        let acked: Vec<u64> = results.iter().filter(|r| r.1).map(|r| r.0).collect();
+        assert!(acked.len() < blocks as usize, "the injected fault refused some commits");
+        assert!(!acked.is_empty(), "the batches synced before the fault were acknowledged");
+        (id, acked)
+    });
+    runtime().block_on(async {
+        let shard = open(&s, &clock);
+        for &b in &acked {
+            let want = fill(b);
+            let crc = crate::checksum::block_crc(&want, cb as u64);
+            assert_eq!(block_state(&shard, id, b), (want, crc), "acknowledged block {b}");
+        }
+    });
+}
+
+#[test]
 fn a_committed_image_completes_an_overwrite_that_never_reached_its_block() {
     let dir = TempDir::new("cimage");
     let s = shared(&dir.0, "1MiB");
