@@ -206,16 +206,26 @@ fn block_at(shard: &Shard, id: u64, block: u64) -> (u64, u64) {
 /// Writes `bytes` in place at block `block` and commits them as the write path's normal
 /// commit does (in place first, then the new size and CRCs, synced).
 async fn write_and_commit(shard: &Shard, id: u64, block: u64, bytes: &[u8]) {
+    try_write_and_commit(shard, id, block, bytes).await.expect("written and committed");
+}
+
+/// [`write_and_commit`] that reports a refused write or commit instead of panicking.
+async fn try_write_and_commit(
+    shard: &Shard,
+    id: u64,
+    block: u64,
+    bytes: &[u8],
+) -> Result<(), String> {
     let (at, cb) = block_at(shard, id, block);
     let mut buf = ibp_io::buf::acquire().await;
     buf.set_len(bytes.len());
     buf.as_full_mut()[..bytes.len()].copy_from_slice(bytes);
     let (r, _) = shard.stores[0].write(buf, at, 0..bytes.len()).await;
-    r.expect("in-place write");
+    r.map_err(|e| format!("in-place write: {e}"))?;
     let end = (block + 1) * cb;
     let crc = crate::checksum::block_crc(bytes, cb);
     let rec = shard.table.borrow_mut().apply_data(id, end, block, &[crc]).expect("live");
-    shard.commit(0, &[rec], true).await.expect("committed");
+    shard.commit(0, &[rec], true).await
 }
 
 /// Commits an overwrite of block `block` with `bytes` by its image alone, as the write path
@@ -283,17 +293,17 @@ fn concurrent_hard_commits_overlapping_journal_writes_all_replay() {
 
 #[test]
 fn a_sync_failing_while_the_previous_write_is_in_flight_keeps_every_ack_durable() {
-    // Hard commits from many tasks, and the third data sync fails: batches before it are
-    // acknowledged (one of them may still be in its journal write when the sync fails), the
-    // failing one and everything after are not, nobody waits forever, and every
-    // acknowledged block is there after a restart.
+    // Block 0's commit is taken as a batch of its own (its data sync #1 succeeds), then
+    // blocks 1.. are committed at once: the next batch's data sync (#2) fails, typically while
+    // block 0's journal write is still in flight. Block 0 is acknowledged and durable, every
+    // later commit is refused, and nobody waits forever.
     let dir = TempDir::new("pipefail");
     let s = shared(&dir.0, "1MiB");
     let clock = ManualClock::new(1_000_000);
     let cb = 64 * 1024;
     let blocks = 24u64;
     let fill = move |b: u64| vec![(b as u8).wrapping_mul(53).wrapping_add(7); cb];
-    let (id, acked) = runtime().block_on(async {
+    let id = runtime().block_on(async {
         let (mut shard, _) =
             Shard::open(0, &s, Rc::new(clock.clone()), Box::new(SeededEntropy::new(3)))
                 .expect("opens");
@@ -303,33 +313,25 @@ fn a_sync_failing_while_the_previous_write_is_in_flight_keeps_every_ack_durable(
         let shard = Rc::new(shard);
         ibp_io::spawn(shard.clone().run_committer());
         let (id, _) = allocate(&shard, Durability::Hard, blocks * cb as u64, 3600).await;
-        plan.fail_sync_after.set(3);
+        plan.fail_sync_after.set(2);
         let results = Rc::new(std::cell::RefCell::new(Vec::new()));
-        let tasks: Vec<ibp_io::JoinHandle> = (0..blocks)
-            .map(|b| {
-                let (shard, results) = (shard.clone(), results.clone());
-                ibp_io::spawn(async move {
-                    let (at, _) = block_at(&shard, id, b);
-                    let bytes = fill(b);
-                    let mut buf = ibp_io::buf::acquire().await;
-                    buf.set_len(bytes.len());
-                    buf.as_full_mut()[..bytes.len()].copy_from_slice(&bytes);
-                    let (r, _) = shard.stores[0].write(buf, at, 0..bytes.len()).await;
-                    if r.is_err() {
-                        results.borrow_mut().push((b, false)); // refused after the latch
-                        return;
-                    }
-                    let crc = crate::checksum::block_crc(&bytes, cb as u64);
-                    let rec = shard
-                        .table
-                        .borrow_mut()
-                        .apply_data(id, (b + 1) * cb as u64, b, &[crc])
-                        .expect("live");
-                    let ok = shard.commit(0, &[rec], true).await.is_ok();
-                    results.borrow_mut().push((b, ok));
-                })
+        let writer = |b: u64| {
+            let (shard, results) = (shard.clone(), results.clone());
+            ibp_io::spawn(async move {
+                // Refused: the write after the latch, or the commit.
+                let ok = try_write_and_commit(&shard, id, b, &fill(b)).await.is_ok();
+                results.borrow_mut().push((b, ok));
             })
-            .collect();
+        };
+        let before = shard.journal.file_pos();
+        let mut tasks = vec![writer(0)];
+        // Wait until block 0's batch is taken (its data sync has begun): the others come after.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while shard.journal.file_pos() == before {
+            assert!(std::time::Instant::now() < deadline, "block 0's batch was never taken");
+            ibp_io::time::sleep(std::time::Duration::from_micros(20)).await;
+        }
+        tasks.extend((1..blocks).map(writer));
         for t in tasks {
             ibp_io::time::timeout(std::time::Duration::from_secs(20), t)
                 .await
@@ -338,20 +340,17 @@ fn a_sync_failing_while_the_previous_write_is_in_flight_keeps_every_ack_durable(
         assert!(shard.stores[0].latched().is_some(), "the failed sync latched the store");
         let rec = Record::Delete { id: u64::MAX };
         assert!(shard.commit(0, &[rec], true).await.is_err(), "nothing acknowledged after it");
-        let results = results.borrow();
-        assert_eq!(results.len(), blocks as usize);
-        let acked: Vec<u64> = results.iter().filter(|r| r.1).map(|r| r.0).collect();
-        assert!(acked.len() < blocks as usize, "the injected fault refused some commits");
-        assert!(!acked.is_empty(), "the batches synced before the fault were acknowledged");
-        (id, acked)
+        let mut results = results.borrow().clone();
+        results.sort();
+        let want: Vec<(u64, bool)> = (0..blocks).map(|b| (b, b == 0)).collect();
+        assert_eq!(results, want, "block 0 acknowledged, every later commit refused");
+        id
     });
     runtime().block_on(async {
         let shard = open(&s, &clock);
-        for &b in &acked {
-            let want = fill(b);
-            let crc = crate::checksum::block_crc(&want, cb as u64);
-            assert_eq!(block_state(&shard, id, b), (want, crc), "acknowledged block {b}");
-        }
+        let want = fill(0);
+        let crc = crate::checksum::block_crc(&want, cb as u64);
+        assert_eq!(block_state(&shard, id, 0), (want, crc), "the acknowledged block is durable");
     });
 }
 
