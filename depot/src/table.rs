@@ -437,6 +437,16 @@ impl Table {
         Ok(rec)
     }
 
+    /// Whether [`Table::allocate`] of `size` bytes on `resource` could revoke soft allocations
+    /// (and so needs [`Table::pinned`] current): only a hard request that no free run holds.
+    pub fn may_revoke(&self, resource: u16, size: u64, durability: Durability) -> bool {
+        durability == Durability::Hard
+            && self
+                .regions
+                .get(usize::from(resource))
+                .is_some_and(|r| r.extents.largest_free() < blocks_for(size))
+    }
+
     /// Records that data reached disk: the new size and the CRCs of the blocks written.
     pub fn apply_data(
         &mut self,

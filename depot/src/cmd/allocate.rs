@@ -54,19 +54,10 @@ pub async fn run(ctx: &mut Ctx<'_>, req: Allocate) -> (Next, bool) {
     };
     let now = shard.clock.now_unix_s();
     shard.sync_policies();
-    // Soft revocation runs only when no free run holds the request, and only then needs to
-    // know which allocations transfers are using (a walk over all of them).
-    if durability == Durability::Hard {
-        let blocks = crate::extent::blocks_for(req.size as u64);
-        let room = shard
-            .table
-            .borrow()
-            .regions
-            .get(usize::from(resource))
-            .is_some_and(|r| r.extents.largest_free() >= blocks);
-        if !room {
-            shard.pin_busy();
-        }
+    // Only an allocation that may revoke needs to know which allocations transfers are
+    // using (a walk over all of them).
+    if shard.table.borrow().may_revoke(resource, req.size as u64, durability) {
+        shard.pin_busy();
     }
     let granted = {
         let mut t = shard.table.borrow_mut();

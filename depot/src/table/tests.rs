@@ -130,11 +130,15 @@ fn hard_revokes_soft_oldest_first() {
         Some(AllocError::NoSpace),
         "soft never revokes soft"
     );
+    assert!(t.may_revoke(0, 16 * 4096, Durability::Hard), "full: a hard request may revoke");
+    assert!(!t.may_revoke(0, 16 * 4096, Durability::Soft), "soft never revokes");
     let mut zeroed = 0;
     let g = t
         .allocate(req(Durability::Hard, 16 * 4096, 100), &s, 0, &mut fill, &mut |_, _| zeroed += 1)
         .expect("revokes");
     assert_eq!(g.revoked, vec![old.id]);
+    assert!(!t.may_revoke(0, 16 * 4096, Durability::Hard), "the revoked run's rest holds it");
+    assert!(t.may_revoke(0, 17 * 4096, Durability::Hard), "one block more than is free");
     assert_eq!(zeroed, 1);
     assert!(t.get(young.id).is_some());
     assert!(matches!(g.records[0], Record::Delete { id } if id == old.id));
