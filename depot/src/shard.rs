@@ -131,6 +131,7 @@ impl ImageReplay {
             Record::Put(a) => self.pending.retain(|(i, _), _| *i != a.id),
             // Digests travel beside a Data record; aliases and rekeys change no bytes.
             Record::Header { .. }
+            | Record::SnapshotEnd { .. }
             | Record::Digests { .. }
             | Record::AliasPut(_)
             | Record::AliasDelete { .. }

@@ -466,8 +466,12 @@ impl Table {
     /// table (which means the journal is damaged in a way its CRCs did not catch).
     pub fn replay(&mut self, rec: Record) -> Result<(), &'static str> {
         match rec {
-            // Images are applied by the shard after replay (they need disk I/O).
-            Record::Header { .. } | Record::Image { .. } | Record::ZeroImage { .. } => Ok(()),
+            // Images are applied by the shard after replay (they need disk I/O); a snapshot's
+            // end marker is framing, never handed to replay.
+            Record::Header { .. }
+            | Record::SnapshotEnd { .. }
+            | Record::Image { .. }
+            | Record::ZeroImage { .. } => Ok(()),
             Record::Put(a) => {
                 if let Some(old) = self.unlink(a.id) {
                     self.regions[old.resource as usize].extents.free(old.extent);

@@ -7,4 +7,4 @@
 pub mod record;
 pub mod writer;
 
-pub use writer::{journal_path, Batch, Journal, RecoveryReport, SyncLevel};
+pub use writer::{journal_paths, Batch, Journal, RecoveryReport, SyncLevel};

@@ -5,6 +5,15 @@
 //! or a CRC mismatch (a torn write from a crash): everything from there on is cut. Payloads are
 //! plain little-endian fields behind a one-byte tag, decoded with bounds checked on every read,
 //! so a damaged journal gives an error, never a panic or a huge allocation.
+//!
+//! Generations: a shard's two journal files are reused in turn (each compaction writes the
+//! snapshot into the other one), so a file holds, past its own frames, frames of an older
+//! generation. The first frame (the header) names the file's generation and is checksummed
+//! plainly; every later frame's CRC is seeded with the generation ([`frame_seed`]), so an older
+//! generation's frame can never pass for a current one, even where a crash left one exactly at
+//! a frame boundary. A generation's snapshot ends with [`Record::SnapshotEnd`]; a file whose
+//! snapshot lacks it (a compaction cut short) is not used. Generation 0 is the format of
+//! earlier versions (one file, plain CRCs, no end marker), still read.
 
 use crate::allocation::{Alias, Allocation, Durability};
 use crate::checksum::BlockCrcs;
@@ -22,8 +31,9 @@ pub const JOURNAL_MAGIC: u64 = 0x4942_505f_4a52_4e31; // "IBP_JRN1"
 /// One change to a shard's allocation table.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    /// First record of a journal file: which shard layout wrote it.
-    Header { magic: u64, shard: u16, shards: u16 },
+    /// First record of a journal file: which shard layout wrote it, and the file's
+    /// generation (0: a file of an earlier version, before generations).
+    Header { magic: u64, shard: u16, shards: u16, generation: u64 },
     /// A whole allocation (creation, and every allocation in a compacted snapshot).
     Put(Box<Allocation>),
     /// Data arrived: the new size and the CRCs of the blocks written.
@@ -67,6 +77,15 @@ pub enum Record {
     /// applies the CRCs and rewrites the bytes in place unless a later record settles the
     /// blocks. One journal write per small overwrite instead of image, data sync and commit.
     CommittedImage { id: u64, size: u64, first_block: u64, crcs: Vec<u32>, data: Vec<u8> },
+    /// Closes a compaction's snapshot: the `records` frames since the header are the whole
+    /// table. Replay uses a file of generation > 0 only once it has read this marker.
+    SnapshotEnd { records: u64 },
+}
+
+/// The CRC seed of the frames after the header of a file of `generation`.
+pub fn frame_seed(generation: u64) -> u32 {
+    // Wraps after 2^32 compactions; consecutive generations always differ.
+    generation as u32
 }
 
 const TAG_HEADER: u8 = 1;
@@ -81,6 +100,8 @@ const TAG_REKEY: u8 = 9;
 const TAG_IMAGE: u8 = 10;
 const TAG_ZERO_IMAGE: u8 = 11;
 const TAG_COMMITTED_IMAGE: u8 = 12;
+const TAG_HEADER_GENERATION: u8 = 13;
+const TAG_SNAPSHOT_END: u8 = 14;
 
 /// Why a payload did not decode.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,13 +116,19 @@ impl std::fmt::Display for DecodeError {
 impl std::error::Error for DecodeError {}
 
 impl Record {
-    /// Appends this record, framed, to `out`.
+    /// Appends this record, framed with a plain CRC (headers, and files of generation 0), to
+    /// `out`.
     pub fn encode_framed(&self, out: &mut Vec<u8>) {
+        self.encode_framed_seeded(out, 0);
+    }
+
+    /// Appends this record, framed with a CRC seeded with `seed` ([`frame_seed`]), to `out`.
+    pub fn encode_framed_seeded(&self, out: &mut Vec<u8>, seed: u32) {
         let start = out.len();
         out.extend_from_slice(&[0u8; FRAME_HEADER_BYTES]);
         self.encode_payload(out);
         let payload_len = out.len() - start - FRAME_HEADER_BYTES;
-        let crc = crc32fast::hash(&out[start + FRAME_HEADER_BYTES..]);
+        let crc = seeded_crc(&out[start + FRAME_HEADER_BYTES..], seed);
         let len = u32::try_from(payload_len).expect("invariant: records are far below 4 GiB");
         out[start..start + 4].copy_from_slice(&len.to_le_bytes());
         out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
@@ -109,11 +136,19 @@ impl Record {
 
     fn encode_payload(&self, out: &mut Vec<u8>) {
         match self {
-            Record::Header { magic, shard, shards } => {
-                out.push(TAG_HEADER);
+            Record::Header { magic, shard, shards, generation } => {
+                // Generation 0 keeps the earlier versions' encoding byte for byte.
+                out.push(if *generation == 0 { TAG_HEADER } else { TAG_HEADER_GENERATION });
                 put_u64(out, *magic);
                 put_u16(out, *shard);
                 put_u16(out, *shards);
+                if *generation != 0 {
+                    put_u64(out, *generation);
+                }
+            }
+            Record::SnapshotEnd { records } => {
+                out.push(TAG_SNAPSHOT_END);
+                put_u64(out, *records);
             }
             Record::Put(a) => {
                 out.push(TAG_PUT);
@@ -234,7 +269,17 @@ impl Record {
     pub fn decode_payload(p: &[u8]) -> Result<Record, DecodeError> {
         let mut r = Reader { buf: p };
         let rec = match r.u8()? {
-            TAG_HEADER => Record::Header { magic: r.u64()?, shard: r.u16()?, shards: r.u16()? },
+            TAG_HEADER => {
+                Record::Header { magic: r.u64()?, shard: r.u16()?, shards: r.u16()?, generation: 0 }
+            }
+            TAG_HEADER_GENERATION => {
+                let (magic, shard, shards) = (r.u64()?, r.u16()?, r.u16()?);
+                match r.u64()? {
+                    0 => return Err(DecodeError("generation 0 in a generation header")),
+                    generation => Record::Header { magic, shard, shards, generation },
+                }
+            }
+            TAG_SNAPSHOT_END => Record::SnapshotEnd { records: r.u64()? },
             TAG_PUT => {
                 let id = r.u64()?;
                 let resource = r.u16()?;
@@ -352,17 +397,32 @@ impl Record {
 /// Outcome of scanning a journal image.
 #[derive(Debug)]
 pub struct Scan {
+    /// The header and the records after it (a snapshot's end marker is not among them).
     pub records: Vec<Record>,
     /// Bytes of valid frames; appends continue here.
     pub valid_bytes: usize,
     /// Why the scan stopped before the end of the image, if it met damage (not clean zeros).
     pub torn: Option<&'static str>,
+    /// The file's generation (its header's; 0 for files of earlier versions and empty ones).
+    pub generation: u64,
+    /// Whether the file may be replayed: its snapshot's end marker was read (always true in
+    /// generation 0, which has none).
+    pub complete: bool,
+}
+
+fn seeded_crc(payload: &[u8], seed: u32) -> u32 {
+    let mut h = crc32fast::Hasher::new_with_initial(seed);
+    h.update(payload);
+    h.finalize()
 }
 
 /// Walks the frames of a journal image, stopping at the first zero length or damaged frame.
+/// The header's frame has a plain CRC; the frames after it are checked with the seed of the
+/// header's generation.
 pub fn scan(image: &[u8]) -> Scan {
     let mut records = Vec::new();
     let mut pos = 0usize;
+    let (mut generation, mut seed, mut complete) = (0, 0, true);
     let torn = loop {
         if image.len() - pos < FRAME_HEADER_BYTES {
             break None;
@@ -376,16 +436,29 @@ pub fn scan(image: &[u8]) -> Scan {
             break Some("record length past the end of the journal");
         }
         let payload = &image[pos + FRAME_HEADER_BYTES..pos + FRAME_HEADER_BYTES + len];
-        if crc32fast::hash(payload) != crc {
+        if seeded_crc(payload, if pos == 0 { 0 } else { seed }) != crc {
             break Some("record CRC mismatch");
         }
-        match Record::decode_payload(payload) {
-            Ok(r) => records.push(r),
+        let rec = match Record::decode_payload(payload) {
+            Ok(r) => r,
             Err(e) => break Some(e.0),
+        };
+        if let (0, Record::Header { generation: g, .. }) = (pos, &rec) {
+            if *g != 0 {
+                (generation, seed, complete) = (*g, frame_seed(*g), false);
+            }
+        }
+        match rec {
+            // Counted from the header, which is not part of the snapshot.
+            Record::SnapshotEnd { records: n } if !complete && n + 1 == records.len() as u64 => {
+                complete = true;
+            }
+            Record::SnapshotEnd { .. } => break Some("misplaced snapshot end"),
+            rec => records.push(rec),
         }
         pos += FRAME_HEADER_BYTES + len;
     };
-    Scan { records, valid_bytes: pos, torn }
+    Scan { records, valid_bytes: pos, torn, generation, complete }
 }
 
 fn put_u16(out: &mut Vec<u8>, v: u16) {
@@ -499,8 +572,9 @@ mod tests {
 
     fn records() -> impl Strategy<Value = Record> {
         prop_oneof![
-            (any::<u64>(), any::<u16>(), any::<u16>())
-                .prop_map(|(magic, shard, shards)| Record::Header { magic, shard, shards }),
+            (any::<u64>(), any::<u16>(), any::<u16>()).prop_map(|(magic, shard, shards)| {
+                Record::Header { magic, shard, shards, generation: 0 }
+            }),
             (any::<u64>(), proptest::collection::vec(any::<u32>(), 0..50))
                 .prop_map(|(id, c)| Record::Put(Box::new(sample_alloc(id, c)))),
             (
@@ -597,6 +671,66 @@ mod tests {
             prop_assert_eq!(s.records, vec![Record::Delete { id: 1 }]);
             prop_assert_eq!(s.valid_bytes, first);
         }
+    }
+
+    fn header(generation: u64) -> Record {
+        Record::Header { magic: JOURNAL_MAGIC, shard: 1, shards: 2, generation }
+    }
+
+    #[test]
+    fn generation_zero_header_keeps_the_earlier_encoding() {
+        let mut img = Vec::new();
+        header(0).encode_framed(&mut img);
+        let mut payload = vec![TAG_HEADER];
+        payload.extend_from_slice(&JOURNAL_MAGIC.to_le_bytes());
+        payload.extend_from_slice(&[1, 0, 2, 0]);
+        assert_eq!(&img[FRAME_HEADER_BYTES..], &payload[..]);
+        assert_eq!(&img[4..8], &crc32fast::hash(&payload).to_le_bytes());
+        let s = scan(&img);
+        assert_eq!((s.generation, s.complete, s.records), (0, true, vec![header(0)]));
+    }
+
+    /// A reused file: this generation's snapshot and appends, then (where a crash left no zeros
+    /// between them) frames an older generation wrote. Those are never replayed.
+    #[test]
+    fn frames_of_another_generation_end_the_scan() {
+        let mut img = Vec::new();
+        header(7).encode_framed(&mut img);
+        Record::Delete { id: 1 }.encode_framed_seeded(&mut img, frame_seed(7));
+        Record::SnapshotEnd { records: 1 }.encode_framed_seeded(&mut img, frame_seed(7));
+        Record::Delete { id: 2 }.encode_framed_seeded(&mut img, frame_seed(7));
+        let valid = img.len();
+        for stale in [5, 6, 8, 0] {
+            let mut reused = img.clone();
+            Record::Delete { id: 3 }.encode_framed_seeded(&mut reused, frame_seed(stale));
+            let s = scan(&reused);
+            let want = vec![header(7), Record::Delete { id: 1 }, Record::Delete { id: 2 }];
+            assert_eq!(s.records, want, "generation {stale}");
+            assert_eq!((s.valid_bytes, s.generation, s.complete), (valid, 7, true));
+            assert_eq!(s.torn, Some("record CRC mismatch"));
+        }
+        // The same frame in this generation is read.
+        Record::Delete { id: 3 }.encode_framed_seeded(&mut img, frame_seed(7));
+        assert_eq!(scan(&img).records.len(), 4);
+    }
+
+    #[test]
+    fn a_snapshot_without_its_end_marker_is_incomplete() {
+        let mut img = Vec::new();
+        header(3).encode_framed(&mut img);
+        Record::Delete { id: 1 }.encode_framed_seeded(&mut img, frame_seed(3));
+        let s = scan(&img);
+        assert!(!s.complete && s.torn.is_none());
+        // A marker that counts other records than the snapshot has is damage, not an end.
+        let mut wrong = img.clone();
+        Record::SnapshotEnd { records: 2 }.encode_framed_seeded(&mut wrong, frame_seed(3));
+        let s = scan(&wrong);
+        assert_eq!(
+            (s.complete, s.torn, s.valid_bytes),
+            (false, Some("misplaced snapshot end"), img.len())
+        );
+        Record::SnapshotEnd { records: 1 }.encode_framed_seeded(&mut img, frame_seed(3));
+        assert!(scan(&img).complete);
     }
 
     #[test]
