@@ -54,6 +54,8 @@ pub struct DepotOpts {
     pub ram_resource: bool,
     /// `RUST_LOG` for the depot (stderr goes to `depot.stderr.log` in the test dir).
     pub rust_log: String,
+    /// `[depot] journal_size`, when set (small ones make compactions frequent).
+    pub journal_size: Option<String>,
 }
 
 impl Default for DepotOpts {
@@ -71,6 +73,7 @@ impl Default for DepotOpts {
             admission_factor: None,
             ram_resource: false,
             rust_log: "info".into(),
+            journal_size: None,
         }
     }
 }
@@ -83,6 +86,9 @@ impl DepotOpts {
         t += &format!("max_connections_per_core = {}\n", self.max_connections_per_core);
         if let Some(pw) = &self.status_password {
             t += &format!("status_password = {pw:?}\n");
+        }
+        if let Some(j) = &self.journal_size {
+            t += &format!("journal_size = {j:?}\n");
         }
         t += "\n[[resource]]\nrid = \"1\"\n";
         t += &format!("path = {:?}\n", data.display().to_string());

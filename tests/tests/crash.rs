@@ -66,7 +66,7 @@ fn kill9_during_stores_loses_no_acknowledged_write() {
     let budget = CYCLE_BUDGET * cycles;
     println!("crash: seed {seed} (CRASH_SEED={seed} replays it), {cycles} cycles");
     let mut rng = Rng::new(seed);
-    let mut d = Depot::start(DepotOpts { capacity: "512MiB".into(), ..Default::default() });
+    let mut d = Depot::start(DepotOpts { capacity: "512MiB".into(), ..compacting() });
     let started = Instant::now();
     let mut model: Vec<Acked> = Vec::new();
     let mut t = Tally::default();
@@ -116,7 +116,7 @@ fn kill9_during_stores_loses_no_acknowledged_write() {
         t.bad_blocks
     );
     println!(
-        "crash detail: {} allocations + {} stores/writes ({} MiB) acknowledged; lost {} allocations, {} writes; {} wrong metadata; {} refusals; recovery avg {avg_recovery:?} max {max_recovery:?}; {} bind retries; {:?} total",
+        "crash detail: {} allocations + {} stores/writes ({} MiB) acknowledged; lost {} allocations, {} writes; {} wrong metadata; {} refusals; recovery avg {avg_recovery:?} max {max_recovery:?}; {} bind retries; {} journal compactions; {:?} total",
         t.acked_allocs,
         t.acked_writes,
         t.acked_bytes >> 20,
@@ -125,6 +125,7 @@ fn kill9_during_stores_loses_no_acknowledged_write() {
         t.wrong_metadata,
         t.refusals,
         d.bind_retries,
+        compactions(&d),
         started.elapsed()
     );
     assert_eq!(t.lost_allocs + t.lost_writes, 0, "acknowledged writes lost (seed {seed})");
@@ -132,6 +133,22 @@ fn kill9_during_stores_loses_no_acknowledged_write() {
     assert_eq!(t.wrong_metadata, 0, "allocations came back with other sizes (seed {seed})");
     assert_eq!(done, cycles, "only {done} of {cycles} cycles fit in {budget:?}");
     assert!(t.acked_writes > 0, "no write was acknowledged in {done} cycles: nothing was tested");
+    assert!(compactions(&d) > 0, "no journal compaction ran: compaction was not tested");
+}
+
+/// A depot whose journals are small, so the campaign also crashes it around compactions
+/// (the snapshot written into the other journal file), and which logs them.
+fn compacting() -> DepotOpts {
+    DepotOpts {
+        journal_size: Some("1MiB".into()),
+        rust_log: "info,ibp_depot::journal=debug".into(),
+        ..Default::default()
+    }
+}
+
+/// Journal compactions logged by `d` over all its runs.
+fn compactions(d: &Depot) -> usize {
+    d.stderr_log().matches("journal compacted").count()
 }
 
 /// `CRASH_CYCLES`, default 20.
@@ -295,7 +312,7 @@ fn kill9_during_overwrites_keeps_acknowledged_bytes() {
     let cycles = crash_cycles().div_ceil(2);
     println!("crash overwrites: seed {seed} (CRASH_SEED={seed} replays it), {cycles} cycles");
     let mut rng = Rng::new(seed ^ 0x5EED);
-    let mut d = Depot::start(DepotOpts::default());
+    let mut d = Depot::start(compacting());
     let started = Instant::now();
     let (mut acked, mut in_flight, mut checked) = (0u64, 0u64, 0u64);
     let mut blocks = BlockTally::default();
@@ -343,11 +360,12 @@ fn kill9_during_overwrites_keeps_acknowledged_bytes() {
         blocks.bad
     );
     println!(
-        "crash overwrites detail: {checked} allocations of {} KiB ({} blocks) checked, {in_flight} writes in flight at a crash; unreadable blocks: {} under an in-flight write, {} outside; {:?} total",
+        "crash overwrites detail: {checked} allocations of {} KiB ({} blocks) checked, {in_flight} writes in flight at a crash; unreadable blocks: {} under an in-flight write, {} outside; {} journal compactions; {:?} total",
         OVERWRITE_ALLOC_BYTES / 1024,
         blocks.blocks,
         blocks.torn_lost,
         blocks.clean_lost,
+        compactions(&d),
         started.elapsed()
     );
     assert_eq!(blocks.bad, 0, "wrong bytes served after a crash during overwrites (seed {seed})");
@@ -360,6 +378,7 @@ fn kill9_during_overwrites_keeps_acknowledged_bytes() {
         "an unacknowledged WRITE made acknowledged bytes of its blocks unreadable (seed {seed})"
     );
     assert!(acked > 0, "no overwrite was acknowledged: nothing was tested");
+    assert!(compactions(&d) > 0, "no journal compaction ran: compaction was not tested");
 }
 
 /// Overwrites random ranges of its allocations until the connection dies.
