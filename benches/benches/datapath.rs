@@ -12,7 +12,8 @@
 //! (spawned writes on store, read-ahead on load), the shape the depot uses. ibp-io uses its registered pool (READ_FIXED on the socket,
 //! WRITE_FIXED/READ_FIXED on the file); glommio receives with `recv` into a DmaBuffer it
 //! allocates per chunk and sends with `send` (its TCP uses io_uring only for readiness).
-//! The file lives in `IBP_BENCH_DIR` (default `/var/tmp`, ext4: real O_DIRECT).
+//! The file lives in `IBP_BENCH_DIR` (default `/var/tmp`, ext4: real O_DIRECT);
+//! `IBP_BENCH_PIN` places the threads (see [`pin`]).
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -52,8 +53,28 @@ fn preallocate(path: &Path) -> io::Result<()> {
     f.sync_all()
 }
 
+/// Thread placement, for telling the runtimes' own cost from the machine's: unset, the
+/// scheduler places the threads; `IBP_BENCH_PIN=split` puts the runtime's thread on CPU 0
+/// and the peer on CPU 1; `IBP_BENCH_PIN=same` puts both on CPU 0, so no wake-up crosses
+/// CPUs and the figure is the CPU cost of the whole path (docs/benchmarks.md: on a VM whose
+/// cross-CPU wake-ups cost tens of microseconds, a few microseconds' difference per chunk
+/// decides where the kernel runs the receiver's TCP work, which swings the unpinned loads).
+fn pin(cpu: usize) {
+    let Some(how) = std::env::var_os("IBP_BENCH_PIN") else { return };
+    let cpu = if how == "same" { 0 } else { cpu };
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside it, and
+    // sched_setaffinity only reads it.
+    let rc = unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set)
+    };
+    assert_eq!(rc, 0, "IBP_BENCH_PIN: cannot pin to CPU {cpu}: {}", io::Error::last_os_error());
+}
+
 fn peer_send(addr: SocketAddr) -> thread::JoinHandle<io::Result<()>> {
     thread::spawn(move || {
+        pin(1);
         let mut s = TcpStream::connect(addr)?;
         let buf = vec![0x5a_u8; CHUNK];
         let mut sent = 0u64;
@@ -67,6 +88,7 @@ fn peer_send(addr: SocketAddr) -> thread::JoinHandle<io::Result<()>> {
 
 fn peer_recv(addr: SocketAddr) -> thread::JoinHandle<io::Result<()>> {
     thread::spawn(move || {
+        pin(1);
         let mut s = TcpStream::connect(addr)?;
         let mut buf = vec![0u8; CHUNK];
         let mut got = 0u64;
@@ -448,6 +470,8 @@ mod glom {
 fn datapath(c: &mut Criterion) {
     let path = bench_file("file");
     preallocate(&path).expect("preallocate the benchmark file");
+    // The runtimes run on this thread.
+    pin(0);
     let mut g = c.benchmark_group("datapath_64MiB");
     g.sample_size(10).measurement_time(Duration::from_secs(8)).throughput(Throughput::Bytes(TOTAL));
     g.bench_function("store_q1/ibp-io", |b| b.iter_custom(|n| ibpio::store(n, &path)));
