@@ -41,7 +41,7 @@ pub const DEFAULT_MAX_CONNECTIONS_PER_CORE: usize = 512;
 pub const DEFAULT_BUFFER_BYTES: u64 = 256 * 1024;
 /// Buffers per core.
 pub const DEFAULT_BUFFERS_PER_CORE: usize = 64;
-/// Preallocated journal per shard; compacted at three quarters full.
+/// Preallocated size of each of a shard's two journal files; compacted at three quarters full.
 pub const DEFAULT_JOURNAL_BYTES: u64 = 64 << 20;
 
 /// Where a resource keeps its bytes.
@@ -101,7 +101,7 @@ pub struct Config {
     pub max_connections_per_core: usize,
     pub buffer_bytes: u64,
     pub buffers_per_core: usize,
-    /// Preallocated size of each shard's journal.
+    /// Preallocated size of each of a shard's two journal files (used in turn).
     pub journal_bytes: u64,
     pub resources: Vec<ResourceConfig>,
 }
