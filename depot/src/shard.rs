@@ -520,7 +520,9 @@ impl Shard {
                 }
                 let mut snap = self.table.borrow().snapshot();
                 snap.extend(self.inflight_images.borrow().values().cloned());
-                let _ = self.journal.compact(snap, || self.sync_data()).await;
+                let t0 = std::time::Instant::now();
+                let done = self.journal.compact(snap, || self.sync_data()).await;
+                self.stats.record(stats::JOURNAL_COMPACTION, done.is_ok(), t0.elapsed());
                 continue;
             }
             if !self.journal.pending_needs_data_sync() {

@@ -42,6 +42,10 @@ impl CommandStats {
 }
 
 /// Everything a shard publishes.
+/// Name under which journal compactions are counted beside the commands (count, errors and
+/// latency, shown by STATUS on a line of their own).
+pub const JOURNAL_COMPACTION: &str = "journal compaction";
+
 pub struct ShardStats {
     /// Indexed by resource.
     pub usage: Vec<RegionUsage>,

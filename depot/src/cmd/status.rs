@@ -16,7 +16,7 @@ use ibp_client::proto::ErrorCode;
 use super::{reply_error, reply_ok, Ctx, Next};
 use crate::config::ResourceKind;
 use crate::shard::Shard;
-use crate::stats::{self, merge};
+use crate::stats::{self, merge, JOURNAL_COMPACTION};
 
 /// Depot software version reported in ST_VERSION.
 const VERSION_TEXT: &str = concat!("ibp-depot ", env!("CARGO_PKG_VERSION"));
@@ -161,7 +161,7 @@ fn inq_body(shard: &Shard, r: usize, u: &Usage) -> InqBody {
     }
 }
 
-fn version_text(shard: &Shard) -> String {
+pub(crate) fn version_text(shard: &Shard) -> String {
     let mut t = String::new();
     let _ = writeln!(t, "{VERSION_TEXT}  protocol 1.4");
     let _ = writeln!(t, "shards: {}  ports: {:?}", shard.cfg.cores, shard.ports);
@@ -188,9 +188,10 @@ fn version_text(shard: &Shard) -> String {
         );
     }
     for (name, m) in merge(&shard.all_stats) {
+        let kind = if name == JOURNAL_COMPACTION { "" } else { "command " };
         let _ = writeln!(
             t,
-            "command {name}: count {} errors {} p50_us {} p99_us {}",
+            "{kind}{name}: count {} errors {} p50_us {} p99_us {}",
             m.count, m.errors, m.p50_us, m.p99_us
         );
     }

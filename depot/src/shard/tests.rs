@@ -142,6 +142,19 @@ fn journal_stays_bounded_and_recovers_after_compaction() {
             last_pos = pos;
         }
         assert!(compactions >= 1, "the journal was compacted");
+        // STATUS reports them on a line of their own, with their latency.
+        let text = crate::cmd::status::version_text(&shard);
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("journal compaction: count "))
+            .unwrap_or_else(|| panic!("no compaction line in STATUS:\n{text}"));
+        let count: usize = line["journal compaction: count ".len()..]
+            .split(' ')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a count");
+        assert!(count >= compactions, "{line} (saw {compactions})");
+        assert!(line.contains(" errors 0 "), "{line}");
         kept
     });
     runtime().block_on(async {
