@@ -191,6 +191,25 @@ fn assert_table(shard: &Shard, clock: &ManualClock, kept: &[(u64, String)]) {
     }
 }
 
+/// A shard directory with a 1 MiB journal holding `n` committed allocations, the shard closed
+/// again: (dir, config, clock, the allocations).
+fn closed_shard_with(tag: &str, n: u64) -> (TempDir, Shared, ManualClock, Vec<(u64, String)>) {
+    let dir = TempDir::new(tag);
+    let s = shared(&dir.0, "1MiB");
+    let clock = ManualClock::new(1_000_000);
+    let kept = runtime().block_on(async {
+        let shard = open(&s, &clock);
+        ibp_io::spawn(shard.clone().run_committer());
+        some_allocations(&shard, n).await
+    });
+    (dir, s, clock, kept)
+}
+
+/// Reopens the shard and checks that its table holds exactly `kept`.
+fn reopen_and_check(s: &Shared, clock: &ManualClock, kept: &[(u64, String)]) {
+    runtime().block_on(async { assert_table(&open(s, clock), clock, kept) });
+}
+
 /// Appends create/delete pairs until the journal compacts `times` times.
 async fn compact_times(shard: &Shard, times: usize) {
     let mut last = shard.journal.file_pos();
@@ -214,14 +233,7 @@ async fn compact_times(shard: &Shard, times: usize) {
 fn a_compaction_cut_short_is_not_replayed_and_its_file_is_cleared() {
     use crate::journal::journal_paths;
     use crate::journal::record::{frame_seed, JOURNAL_MAGIC};
-    let dir = TempDir::new("cutshort");
-    let s = shared(&dir.0, "1MiB");
-    let clock = ManualClock::new(1_000_000);
-    let kept = runtime().block_on(async {
-        let shard = open(&s, &clock);
-        ibp_io::spawn(shard.clone().run_committer());
-        some_allocations(&shard, 3).await
-    });
+    let (_dir, s, clock, kept) = closed_shard_with("cutshort", 3);
     // What a crash in the middle of a compaction into the other file leaves: a newer header
     // and part of a snapshot, no end marker. Its records (here: every allocation deleted) must
     // not be applied.
@@ -242,24 +254,14 @@ fn a_compaction_cut_short_is_not_replayed_and_its_file_is_cleared() {
         ibp_io::spawn(shard.clone().run_committer());
         compact_times(&shard, 1).await;
     });
-    runtime().block_on(async {
-        let shard = open(&s, &clock);
-        assert_table(&shard, &clock, &kept);
-    });
+    reopen_and_check(&s, &clock, &kept);
 }
 
 #[test]
 fn a_journal_of_an_earlier_version_replays_and_then_compacts() {
     use crate::journal::journal_paths;
     use crate::journal::record::scan;
-    let dir = TempDir::new("gen0");
-    let s = shared(&dir.0, "1MiB");
-    let clock = ManualClock::new(1_000_000);
-    let kept = runtime().block_on(async {
-        let shard = open(&s, &clock);
-        ibp_io::spawn(shard.clone().run_committer());
-        some_allocations(&shard, 4).await
-    });
+    let (_dir, s, clock, kept) = closed_shard_with("gen0", 4);
     // Rewrite the journal as an earlier version wrote it: one file, a header without a
     // generation, plain CRCs, no snapshot end marker.
     let paths = journal_paths(&s.cfg.meta_dir, 0);
@@ -287,10 +289,7 @@ fn a_journal_of_an_earlier_version_replays_and_then_compacts() {
         // the old one over its generation-0 frames.
         compact_times(&shard, 2).await;
     });
-    runtime().block_on(async {
-        let shard = open(&s, &clock);
-        assert_table(&shard, &clock, &kept);
-    });
+    reopen_and_check(&s, &clock, &kept);
 }
 
 #[test]
