@@ -60,9 +60,15 @@ impl DmaFile {
             })?;
         let fd = OwnedFd::from(file);
         if let Some(size) = mode.size_bytes {
-            preallocate(&fd, size, path)?;
+            preallocate(fd.as_raw_fd(), size, path)?;
         }
         Ok(DmaFile { fd: SharedFd::new(fd), path: path.to_path_buf() })
+    }
+
+    /// Preallocates the file to at least `size` bytes (`fallocate`, growing it if shorter;
+    /// never shrinks it). A blocking syscall: for growth off the hot path.
+    pub fn preallocate(&self, size: u64) -> io::Result<()> {
+        preallocate(self.fd.raw(), size, &self.path)
     }
 
     pub fn path(&self) -> &Path {
@@ -257,9 +263,9 @@ fn check_aligned(addr: usize, offset: u64, len: usize) -> io::Result<()> {
     }
 }
 
-fn preallocate(fd: &OwnedFd, size: u64, path: &Path) -> io::Result<()> {
+fn preallocate(fd: RawFd, size: u64, path: &Path) -> io::Result<()> {
     // SAFETY: fallocate takes no pointers; the fd is open.
-    let rc = unsafe { libc::fallocate(fd.as_raw_fd(), 0, 0, size as libc::off_t) };
+    let rc = unsafe { libc::fallocate(fd, 0, 0, size as libc::off_t) };
     if rc == 0 {
         return Ok(());
     }

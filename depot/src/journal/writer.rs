@@ -446,7 +446,7 @@ impl Journal {
             format!("journal compaction: {what} {}: {e}", path.display())
         };
         if capacity > self.st.borrow().capacities[target] {
-            grow(file, capacity).map_err(|e| err("grow", e))?;
+            file.preallocate(capacity).map_err(|e| err("grow", e))?;
             self.st.borrow_mut().capacities[target] = capacity;
         }
         let mut buf = AlignedBuf::new(len as usize);
@@ -485,16 +485,6 @@ impl Journal {
 /// on into what an older generation left in the following page.
 fn end_with_zeros(used: usize) -> u64 {
     (used as u64 + FRAME_HEADER_BYTES as u64).div_ceil(PAGE) * PAGE
-}
-
-/// Extends `file`'s preallocation to `size` bytes.
-fn grow(file: &DmaFile, size: u64) -> io::Result<()> {
-    // SAFETY: plain syscall on an fd we own.
-    let rc = unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, size as libc::off_t) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 fn zero_range(file: &DmaFile, off: u64, len: u64) -> io::Result<()> {
